@@ -1,0 +1,1 @@
+"""Database engines, the schema cache, introspection and migrations."""
