@@ -1,0 +1,411 @@
+"""Database engines: SQLite (one writer, readers in threads) and PostgreSQL (asyncpg pool).
+
+Both expose the same small async interface to the request pipeline: run one
+read statement, or run a unit of work in a write transaction. Driver errors are
+turned into ``LedgerbaseError`` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+
+from ledgerbase.db.dialect import POSTGRES, SQLITE, Dialect
+from ledgerbase.errors import ConstraintError, LedgerbaseError, UnavailableError
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+
+class Transaction(ABC):
+    """Statements run inside one write transaction."""
+
+    @abstractmethod
+    async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """Run one statement and return its rows."""
+
+
+class Database(ABC):
+    """A connected database."""
+
+    dialect: Dialect
+    url: str
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Open connections (a PostgreSQL that is down is retried per request later)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close every connection."""
+
+    @abstractmethod
+    async def fetch_one(self, sql: str, params: Sequence[Any]) -> Row | None:
+        """Run one read-only statement and return its first row."""
+
+    @abstractmethod
+    async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """Run one read-only statement and return its rows."""
+
+    @abstractmethod
+    async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False) -> T:
+        """Run ``work`` in a write transaction, committed unless it raises or ``rollback``."""
+
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query."""
+        try:
+            await self.fetch_one("SELECT 1", ())
+        except LedgerbaseError:
+            return False
+        return True
+
+
+def open_database(url: str, *, readers: int = 4, pool_size: int = 10,
+                  statement_timeout_ms: int = 30_000) -> Database:
+    """The engine for a ``sqlite:///path`` or ``postgresql://`` URL."""
+    if url.startswith("sqlite:///"):
+        return SqliteDatabase(url, readers=readers)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms)
+    raise LedgerbaseError(
+        f"unsupported database URL scheme in {url.split(':', 1)[0]!r}: "
+        "use sqlite:///path/to/file.db or postgresql://user@host/db",
+        code="PGRST000", status=500,
+    )
+
+
+def sqlite_path(url: str) -> Path:
+    """The file path of a ``sqlite:///`` URL (relative paths are relative to the working dir)."""
+    return Path(url.removeprefix("sqlite:///"))
+
+
+# --- SQLite -----------------------------------------------------------------------------
+
+_UNIQUE_RE = re.compile(r"UNIQUE constraint failed: (.+)")
+_NOT_NULL_RE = re.compile(r"NOT NULL constraint failed: (\w+)\.(\w+)")
+_CHECK_RE = re.compile(r"CHECK constraint failed: (.+)")
+
+
+def _regexp(pattern: str | None, value: Any) -> int | None:
+    if pattern is None or value is None:
+        return None
+    return 1 if re.search(pattern, str(value)) else 0
+
+
+def _fold(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection configured as Ledgerbase needs it (WAL, foreign keys, functions)."""
+    if readonly:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                     check_same_thread=False)
+    else:
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA busy_timeout=5000")
+    connection.execute("PRAGMA case_sensitive_like=ON")
+    connection.create_function("regexp", 2, _regexp, deterministic=True)
+    connection.create_function("lb_fold", 1, _fold, deterministic=True)
+    return connection
+
+
+def sqlite_error(error: sqlite3.Error) -> LedgerbaseError:
+    """Translate a sqlite3 error to the PostgreSQL SQLSTATE PostgREST would report."""
+    message = str(error)
+    if isinstance(error, sqlite3.IntegrityError):
+        if match := _UNIQUE_RE.match(message):
+            columns = [part.split(".", 1)[-1] for part in match.group(1).split(", ")]
+            table = match.group(1).split(".", 1)[0]
+            name = f"{table}_pkey" if columns == ["id"] else f"{table}_{'_'.join(columns)}_key"
+            return ConstraintError(
+                f'duplicate key value violates unique constraint "{name}"', code="23505",
+                details=f"Key ({', '.join(columns)}) already exists.",
+            )
+        if match := _NOT_NULL_RE.match(message):
+            return ConstraintError(
+                f'null value in column "{match.group(2)}" of relation "{match.group(1)}" '
+                "violates not-null constraint", code="23502", status=400,
+            )
+        if "FOREIGN KEY constraint failed" in message:
+            return ConstraintError(
+                "insert or update on table violates foreign key constraint", code="23503",
+                details="Key is not present in the referenced table, or is still referenced.",
+            )
+        if match := _CHECK_RE.match(message):
+            return ConstraintError(
+                f'new row violates check constraint "{match.group(1)}"', code="23514", status=400,
+            )
+        return ConstraintError(message, code="23000", status=400)
+    if "ON CONFLICT clause does not match any PRIMARY KEY or UNIQUE constraint" in message:
+        return LedgerbaseError(
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+            code="42P10", status=400,
+        )
+    if "database is locked" in message or "unable to open database" in message:
+        return UnavailableError("the database is busy or unavailable", code="PGRST001")
+    if "too many SQL variables" in message or "too many terms" in message:
+        return LedgerbaseError("the request is too large for one statement", code="54000",
+                               status=413)
+    return LedgerbaseError("the database could not run the statement", code="XX000", status=500,
+                           details=None)
+
+
+class _SqliteTransaction(Transaction):
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._database = database
+
+    async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        return await self._database._on_writer(lambda c: c.execute(sql, params).fetchall())
+
+
+class SqliteDatabase(Database):
+    """SQLite in WAL mode: one writer connection, a pool of reader connections in threads."""
+
+    dialect = SQLITE
+
+    def __init__(self, url: str, *, readers: int = 4) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._readers_count = max(1, readers)
+        self._local = threading.local()
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._writer_pool: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._reader_connections: list[sqlite3.Connection] = []
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._writer = await self._on_writer(lambda _c: connect_sqlite(self.path), connected=False)
+        self._reader_pool = ThreadPoolExecutor(max_workers=self._readers_count,
+                                               thread_name_prefix="sqlite-reader")
+
+    async def close(self) -> None:
+        for pool in (self._reader_pool, self._writer_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        for connection in self._reader_connections:
+            connection.close()
+        if self._writer is not None:
+            self._writer.close()
+        self._reader_pool = self._writer_pool = self._writer = None
+        self._reader_connections = []
+
+    def _reader(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = connect_sqlite(self.path, readonly=True)
+            self._local.connection = connection
+            self._reader_connections.append(connection)
+        return connection
+
+    def _read(self, sql: str, params: Sequence[Any], one: bool) -> Any:
+        cursor = self._reader().execute(sql, params)
+        return cursor.fetchone() if one else cursor.fetchall()
+
+    async def _on_reader(self, sql: str, params: Sequence[Any], one: bool) -> Any:
+        if self._reader_pool is None:
+            raise UnavailableError("the database is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._reader_pool, self._read, sql, params, one)
+        except sqlite3.Error as error:
+            raise sqlite_error(error) from None
+
+    async def _on_writer(self, work: Callable[[sqlite3.Connection], T], *,
+                         connected: bool = True) -> T:
+        if self._writer_pool is None:
+            raise UnavailableError("the database is not open")
+        writer = self._writer
+        loop = asyncio.get_running_loop()
+
+        def run() -> T:
+            return work(writer) if connected else work(None)  # type: ignore[arg-type]
+
+        try:
+            return await loop.run_in_executor(self._writer_pool, run)
+        except sqlite3.Error as error:
+            raise sqlite_error(error) from None
+
+    async def fetch_one(self, sql: str, params: Sequence[Any]) -> Row | None:
+        row: Row | None = await self._on_reader(sql, params, True)
+        return row
+
+    async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        rows: list[Row] = await self._on_reader(sql, params, False)
+        return rows
+
+    async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False) -> T:
+        async with self._write_lock:
+            await self._on_writer(lambda c: c.execute("BEGIN IMMEDIATE"))
+            try:
+                result = await work(_SqliteTransaction(self))
+            except BaseException:
+                await self._on_writer(lambda c: c.execute("ROLLBACK"))
+                raise
+            await self._on_writer(lambda c: c.execute("ROLLBACK" if rollback else "COMMIT"))
+            return result
+
+    async def schema_version(self) -> int:
+        """SQLite's schema cookie: it changes whenever a migration alters the schema."""
+        row = await self.fetch_one("PRAGMA schema_version", ())
+        return int(row[0]) if row else 0
+
+    def run_sync(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on a fresh private connection (introspection, maintenance)."""
+        connection = connect_sqlite(self.path)
+        try:
+            return work(connection)
+        finally:
+            connection.close()
+
+
+# --- PostgreSQL -------------------------------------------------------------------------
+
+_UNAVAILABLE = (OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
+                asyncpg.InterfaceError, asyncpg.TooManyConnectionsError, asyncio.TimeoutError)
+
+
+def pg_status(sqlstate: str, *, authenticated: bool = True) -> int:
+    """PostgREST's HTTP status for a PostgreSQL SQLSTATE."""
+    exact = {"23503": 409, "23505": 409, "25006": 405, "42883": 404, "42P01": 404,
+             "42P17": 500, "P0001": 400, "57014": 504}
+    if sqlstate in exact:
+        return exact[sqlstate]
+    if sqlstate == "42501":
+        return 403 if authenticated else 401
+    prefix = sqlstate[:2]
+    by_class = {"08": 503, "09": 500, "0L": 403, "0P": 403, "25": 500, "28": 403, "2D": 500,
+                "38": 500, "39": 500, "3B": 500, "40": 500, "53": 503, "54": 500, "55": 500,
+                "57": 500, "58": 500, "F0": 500, "HV": 500, "P0": 500, "XX": 500}
+    return by_class.get(prefix, 400)
+
+
+def pg_error(error: BaseException) -> LedgerbaseError:
+    """Translate an asyncpg error to a LedgerbaseError carrying PostgreSQL's SQLSTATE."""
+    if isinstance(error, asyncpg.PostgresError):
+        sqlstate = getattr(error, "sqlstate", None) or "XX000"
+        status = pg_status(sqlstate)
+        if status >= 500 and sqlstate not in ("57014",):
+            if status == 503:
+                return UnavailableError("the database is unavailable", code=sqlstate)
+            return LedgerbaseError("the database could not run the statement", code=sqlstate,
+                                   status=status)
+        return LedgerbaseError(
+            getattr(error, "message", None) or str(error), code=sqlstate, status=status,
+            details=getattr(error, "detail", None), hint=getattr(error, "hint", None),
+        )
+    return UnavailableError("the database is unavailable", code="PGRST001")
+
+
+class _PostgresTransaction(Transaction):
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        try:
+            records = await self._connection.fetch(sql, *params)
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
+            raise pg_error(error) from None
+        return [tuple(record) for record in records]
+
+
+class PostgresDatabase(Database):
+    """PostgreSQL through an asyncpg pool, reconnecting by itself when the server returns."""
+
+    dialect = POSTGRES
+
+    def __init__(self, url: str, *, pool_size: int = 10, statement_timeout_ms: int = 30_000) -> None:
+        self.url = url
+        self._pool_size = pool_size
+        self._statement_timeout_ms = statement_timeout_ms
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        try:
+            await self._get_pool()
+        except UnavailableError:
+            pass  # the server starts anyway; /health/ready says 503 until PostgreSQL answers
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self.url, min_size=1, max_size=self._pool_size, timeout=5,
+                        server_settings={
+                            "timezone": "UTC", "application_name": "ledgerbase",
+                            "statement_timeout": str(self._statement_timeout_ms),
+                        },
+                    )
+                except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
+                    raise pg_error(error) from None
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def fetch_one(self, sql: str, params: Sequence[Any]) -> Row | None:
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as connection:
+                record = await connection.fetchrow(sql, *params)
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
+            raise pg_error(error) from None
+        return tuple(record) if record is not None else None
+
+    async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as connection:
+                records = await connection.fetch(sql, *params)
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
+            raise pg_error(error) from None
+        return [tuple(record) for record in records]
+
+    async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False) -> T:
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as connection:
+                transaction = connection.transaction()
+                await transaction.start()
+                try:
+                    result = await work(_PostgresTransaction(connection))
+                except BaseException:
+                    await transaction.rollback()
+                    raise
+                if rollback:
+                    await transaction.rollback()
+                else:
+                    await transaction.commit()
+                return result
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
+            raise pg_error(error) from None
+
+    async def listen(self, channel: str, callback: Callable[[str], None]) -> asyncpg.Connection:
+        """A dedicated connection calling ``callback(payload)`` on each NOTIFY on ``channel``."""
+        try:
+            connection = await asyncpg.connect(self.url, timeout=5)
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
+            raise pg_error(error) from None
+        await connection.add_listener(channel, lambda *args: callback(str(args[-1])))
+        return connection

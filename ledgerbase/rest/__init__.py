@@ -1,0 +1,1 @@
+"""The PostgREST-compatible data API: parse, plan, compile, execute, respond."""

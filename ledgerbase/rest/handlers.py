@@ -1,0 +1,521 @@
+"""The data API's request pipeline: route -> parse -> plan -> compile (cached) -> execute -> respond."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ledgerbase.auth.keys import Claims
+from ledgerbase.db.engine import Database, Transaction
+from ledgerbase.db.schema import Column, SchemaCache, Table, TypeKind
+from ledgerbase.db.values import coerce_json, coerce_text, to_sqlite
+from ledgerbase.errors import AuthError, LedgerbaseError
+from ledgerbase.rest import mutate
+from ledgerbase.rest.compile import ReadCompiler, Statement, compile_read
+from ledgerbase.rest.parse import parse_request, split_query
+from ledgerbase.rest.plan import ColumnOut, ReadNode, plan_read, resolve_table
+from ledgerbase.rest.request import ApiRequest, MediaType, ReturnPref
+from ledgerbase.rest.responses import (
+    CONTENT_TYPES,
+    content_range,
+    parse_csv_body,
+    range_status,
+    singular,
+    to_csv,
+)
+
+WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
+
+
+@dataclass(slots=True)
+class Reply:
+    """What the pipeline answers: status, headers and body bytes."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """The parts of an HTTP request the data API reads."""
+
+    method: str
+    path: str  # below /rest/v1
+    query_string: str
+    headers: dict[str, str]  # lower-case names; repeated Prefer headers joined by ","
+    body: bytes
+    claims: Claims
+
+
+class StatementCache:
+    """Compiled statements by request shape, dropped whenever the schema changes."""
+
+    def __init__(self, limit: int = 2048) -> None:
+        self._entries: dict[Any, Any] = {}
+        self._limit = limit
+
+    def get_or_build(self, key: Any, build: Callable[[], Any]) -> Any:
+        """The cached value for ``key``, building (and caching) it on a miss."""
+        found = self._entries.get(key)
+        if found is None:
+            found = build()
+            if len(self._entries) >= self._limit:
+                self._entries.clear()
+            self._entries[key] = found
+        return found
+
+    def clear(self) -> None:
+        """Forget everything (the schema changed)."""
+        self._entries.clear()
+
+
+class DataApi:
+    """The PostgREST-compatible pipeline over one database and its schema cache."""
+
+    def __init__(self, database: Database, schema: Callable[[], SchemaCache]) -> None:
+        self.database = database
+        self._schema = schema
+        self.statements = StatementCache()
+        self.dialect = database.dialect
+        self.sqlite = database.dialect.name == "sqlite"
+
+    async def handle(self, incoming: Incoming) -> Reply:
+        """Answer one request below ``/rest/v1``; raises LedgerbaseError for error replies."""
+        cache = self._schema()
+        path = incoming.path.strip("/")
+        method = incoming.method
+        if path.startswith("rpc/"):
+            return await self._rpc(cache, path[4:], incoming)
+        if "/" in path or not path:
+            raise LedgerbaseError(f'relation "{cache.schema}.{path}" does not exist', code="42P01",
+                                  status=404)
+        table = resolve_table(cache, path)
+        if method == "OPTIONS":
+            allow = "OPTIONS,GET,HEAD,POST,PATCH,DELETE" if table.insertable else "OPTIONS,GET,HEAD"
+            return Reply(200, headers={"Allow": allow})
+        if method not in ("GET", "HEAD") and method not in WRITE_METHODS:
+            raise LedgerbaseError(f"method {method} is not allowed here", code="PGRST117", status=405)
+        request = parse_request(method, table.name, is_rpc=False,
+                                query=split_query(incoming.query_string), headers=incoming.headers,
+                                prefer=[incoming.headers["prefer"]] if "prefer" in incoming.headers else [])
+        if method in ("GET", "HEAD"):
+            return await self._read(cache, table, request)
+        _require_writer(incoming.claims, table)
+        if method == "POST":
+            return await self._insert(cache, table, request, incoming)
+        if method == "PATCH":
+            return await self._update(cache, table, request, incoming)
+        return await self._delete(cache, table, request)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def _read_statement(self, cache: SchemaCache, table: Table,
+                        request: ApiRequest) -> tuple[ReadNode, Statement]:
+        count = request.preferences.count is not None
+
+        def build() -> tuple[ReadNode, Statement]:
+            node = plan_read(cache, table, request)
+            return node, compile_read(self.dialect, node, count=count)
+
+        result: tuple[ReadNode, Statement] = self.statements.get_or_build(
+            ("read", id(cache), request), build)
+        return result
+
+    async def _read(self, cache: SchemaCache, table: Table, request: ApiRequest) -> Reply:
+        node, statement = self._read_statement(cache, table, request)
+        row = await self.database.fetch_one(statement.sql, statement.bind(request.values))
+        assert row is not None
+        total, page_total, body = row[0], int(row[1]), str(row[2])
+        first = int(request.values[node.offset_slot]) if node.offset_slot is not None else 0  # type: ignore[call-overload]
+        status = range_status(first, page_total, total)
+        headers = {"Content-Range": content_range(first, page_total, total)}
+        if request.preferences.count:
+            headers["Preference-Applied"] = f"count={request.preferences.count}"
+        if status == 416:
+            raise LedgerbaseError(
+                "Requested range not satisfiable", code="PGRST103", status=416,
+                details=f"An offset of {first} was requested, but there are only {total} rows.",
+                headers={"Content-Range": f"*/{total}"},
+            )
+        payload = self._format(body, page_total, node, request.media_type)
+        headers["Content-Type"] = CONTENT_TYPES[request.media_type].decode()
+        if request.method == "HEAD":
+            return Reply(status, b"", headers)
+        return Reply(status, payload, headers)
+
+    def _format(self, body: str, rows: int, node: ReadNode, media: MediaType) -> bytes:
+        if media is MediaType.OBJECT:
+            return singular(body, rows).encode()
+        if media is MediaType.CSV:
+            return to_csv(body, node).encode()
+        return body.encode()
+
+    # --- writes -------------------------------------------------------------------------
+
+    def _payload_rows(self, incoming: Incoming, request: ApiRequest) -> list[dict[str, Any]]:
+        content_type = incoming.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if content_type == "text/csv":
+            return parse_csv_body(incoming.body.decode("utf-8", "replace"))
+        if content_type not in ("application/json", "", "application/vnd.pgrst.object+json",
+                                "application/x-www-form-urlencoded"):
+            raise LedgerbaseError(f"Content-Type not acceptable: {content_type}", code="PGRST107",
+                                  status=415)
+        if content_type == "application/x-www-form-urlencoded":
+            return [dict(split_query(incoming.body.decode("utf-8", "replace")))]
+        try:
+            data = orjson.loads(incoming.body) if incoming.body.strip() else None
+        except orjson.JSONDecodeError:
+            raise LedgerbaseError("Empty or invalid json", code="PGRST102") from None
+        if isinstance(data, dict):
+            return [data]
+        if isinstance(data, list) and all(isinstance(item, dict) for item in data):
+            return data
+        raise LedgerbaseError("Empty or invalid json", code="PGRST102",
+                              details="The body must be a JSON object or an array of objects.")
+
+    def _write_columns(self, table: Table, request: ApiRequest,
+                       rows: list[dict[str, Any]]) -> tuple[Column, ...]:
+        if request.columns is not None:
+            names: tuple[str, ...] = request.columns
+        elif rows:
+            names = tuple(rows[0])
+            for row in rows[1:]:
+                if row.keys() != rows[0].keys():
+                    raise LedgerbaseError("All object keys must match", code="PGRST102")
+        else:
+            names = ()
+        columns = []
+        for name in names:
+            column = table.column(name)
+            if column is None:
+                raise LedgerbaseError(
+                    f"Could not find the '{name}' column of '{table.name}' in the schema cache",
+                    code="PGRST204")
+            columns.append(column)
+        return tuple(columns)
+
+    def _returned_node(self, cache: SchemaCache, table: Table, request: ApiRequest) -> ReadNode | None:
+        if request.preferences.return_ is not ReturnPref.REPRESENTATION:
+            return None
+        return plan_read(cache, table, request)
+
+    async def _insert(self, cache: SchemaCache, table: Table, request: ApiRequest,
+                      incoming: Incoming) -> Reply:
+        rows = self._payload_rows(incoming, request)
+        columns = self._write_columns(table, request, rows)
+        prefs = request.preferences
+        if request.on_conflict is not None:
+            for name in request.on_conflict:
+                if table.column(name) is None:
+                    raise LedgerbaseError(f"column {table.name}.{name} does not exist", code="42703")
+        node = self._returned_node(cache, table, request)
+        if prefs.resolution is not None and not (request.on_conflict or table.primary_key):
+            raise LedgerbaseError("there is no unique or exclusion constraint matching the "
+                                  "ON CONFLICT specification", code="42P10")
+        groups = _group_rows(rows, columns, missing_default=prefs.missing_default)
+
+        async def work(tx: Transaction) -> tuple[int, int, list[str], str | None]:
+            affected = inserted = 0
+            bodies: list[str] = []
+            location: str | None = None
+            for group_columns, group_rows in groups:
+                if self.sqlite:
+                    outcome = await self._sqlite_insert(tx, table, request, node, group_columns,
+                                                        group_rows)
+                else:
+                    outcome = await self._pg_insert(tx, table, request, node, group_columns, group_rows)
+                affected += outcome[0]
+                inserted += outcome[1]
+                if outcome[2] is not None:
+                    bodies.append(outcome[2])
+                location = location or outcome[3]
+            return affected, inserted, bodies, location
+
+        affected, inserted, bodies, location = await self._run_write(request, work, node)
+        status = 201
+        if prefs.resolution is not None and inserted == 0 and affected > 0:
+            status = 200
+        headers = {"Content-Range": "*/*"}
+        if location and table.primary_key and affected == 1:
+            keys = orjson.loads(location)
+            headers["Location"] = f"/{table.name}?" + "&".join(
+                f"{column}=eq.{value}" for column, value in zip(table.primary_key, keys, strict=True))
+        return self._write_reply(status, request, node, affected, _merge_arrays(bodies), headers)
+
+    async def _pg_insert(self, tx: Transaction, table: Table, request: ApiRequest,
+                         node: ReadNode | None, columns: tuple[Column, ...],
+                         rows: list[dict[str, Any]]) -> tuple[int, int, str | None, str | None]:
+        names = tuple(c.name for c in columns)
+        prefs = request.preferences
+        statement = self.statements.get_or_build(
+            ("insert", id(self._schema()), request, names),
+            lambda: mutate.pg_insert(self.dialect, table, names, len(request.values), node,
+                                     on_conflict=request.on_conflict, resolution=prefs.resolution))
+        payload = orjson.dumps([{name: row.get(name) for name in names} for row in rows]).decode()
+        result = await tx.fetch_all(statement.sql, statement.bind(request.values + (payload,)))
+        affected, inserted, body, location = result[0]
+        return int(affected), int(inserted or 0), body, location
+
+    async def _sqlite_insert(self, tx: Transaction, table: Table, request: ApiRequest,
+                             node: ReadNode | None, columns: tuple[Column, ...],
+                             rows: list[dict[str, Any]]) -> tuple[int, int, str | None, str | None]:
+        names = tuple(c.name for c in columns)
+        prefs = request.preferences
+        data = [[to_sqlite(c.type, coerce_json(c.type, row.get(c.name))) for c in columns]
+                for row in rows]
+        payload = orjson.dumps(data, default=str).decode()
+        values = request.values + (payload,)
+        slot = len(request.values)
+        existing = 0
+        if prefs.resolution is not None:
+            key = request.on_conflict or table.primary_key
+            if all(k in names for k in key):
+                check = mutate.sqlite_existing(self.dialect, table, key, names, slot)
+                existing = int((await tx.fetch_all(check.sql, check.bind(values)))[0][0])
+        statement = self.statements.get_or_build(
+            ("insert", id(self._schema()), request, names),
+            lambda: mutate.sqlite_insert(self.dialect, table, names, slot,
+                                         on_conflict=request.on_conflict,
+                                         resolution=prefs.resolution))
+        rowids = [row[0] for row in await tx.fetch_all(statement.sql, statement.bind(values))]
+        affected = len(rowids)
+        inserted = max(0, len(rows) - existing) if prefs.resolution != "ignore-duplicates" else affected
+        ids = orjson.dumps(rowids).decode()
+        body = await self._sqlite_render(tx, node, request, ids)
+        location = None
+        if table.primary_key and rowids:
+            keys = mutate.sqlite_keys(self.dialect, table, 0)
+            location = (await tx.fetch_all(keys.sql, keys.bind((ids,))))[0][0]
+        return affected, inserted, body, location
+
+    async def _sqlite_render(self, tx: Transaction, node: ReadNode | None, request: ApiRequest,
+                             ids: str) -> str | None:
+        if node is None:
+            return None
+        render = mutate.sqlite_render(self.dialect, node, len(request.values))
+        return str((await tx.fetch_all(render.sql, render.bind(request.values + (ids,))))[0][0])
+
+    async def _update(self, cache: SchemaCache, table: Table, request: ApiRequest,
+                      incoming: Incoming) -> Reply:
+        rows = self._payload_rows(incoming, request)
+        if len(rows) != 1 and not (request.columns and rows):
+            raise LedgerbaseError("Empty or invalid json", code="PGRST102",
+                                  details="PATCH takes one JSON object.")
+        columns = self._write_columns(table, request, rows[:1])
+        node = plan_read(cache, table, request)
+        want_body = request.preferences.return_ is ReturnPref.REPRESENTATION
+        if not columns:
+            return self._write_reply(204 if not want_body else 200, request, node if want_body else None,
+                                     0, "[]", {"Content-Range": "*/*"})
+        names = tuple(c.name for c in columns)
+        values = rows[0]
+
+        async def work(tx: Transaction) -> tuple[int, int, list[str], str | None]:
+            if not self.sqlite:
+                statement = mutate.pg_update(self.dialect, table, names, len(request.values), node,
+                                             want_body=want_body)
+                payload = orjson.dumps({n: values.get(n) for n in names}).decode()
+                affected, _, body, _ = (await tx.fetch_all(
+                    statement.sql, statement.bind(request.values + (payload,))))[0]
+                return int(affected), 0, [body] if body is not None else [], None
+            ids = await self._sqlite_rowids(tx, table, node, request)
+            coerced = tuple(to_sqlite(c.type, coerce_json(c.type, values.get(c.name))) for c in columns)
+            base = len(request.values)
+            update = mutate.sqlite_update(self.dialect, table, names, base, base + len(coerced))
+            await tx.fetch_all(update.sql, update.bind(request.values + coerced + (ids,)))
+            body = await self._sqlite_render(tx, node if want_body else None, request, ids)
+            return len(orjson.loads(ids)), 0, [body] if body is not None else [], None
+
+        affected, _, bodies, _ = await self._run_write(request, work, node if want_body else None)
+        return self._write_reply(200 if want_body else 204, request, node if want_body else None,
+                                 affected, _merge_arrays(bodies), _mutation_range(affected, request))
+
+    async def _sqlite_rowids(self, tx: Transaction, table: Table, node: ReadNode,
+                             request: ApiRequest) -> str:
+        statement = self.statements.get_or_build(
+            ("rowids", id(self._schema()), request),
+            lambda: mutate.sqlite_target_rowids(self.dialect, table, node))
+        return str((await tx.fetch_all(statement.sql, statement.bind(request.values)))[0][0])
+
+    async def _delete(self, cache: SchemaCache, table: Table, request: ApiRequest) -> Reply:
+        node = plan_read(cache, table, request)
+        want_body = request.preferences.return_ is ReturnPref.REPRESENTATION
+
+        async def work(tx: Transaction) -> tuple[int, int, list[str], str | None]:
+            if not self.sqlite:
+                statement = mutate.pg_delete(self.dialect, table, node, want_body=want_body)
+                affected, _, body, _ = (await tx.fetch_all(statement.sql,
+                                                           statement.bind(request.values)))[0]
+                return int(affected), 0, [body] if body is not None else [], None
+            ids = await self._sqlite_rowids(tx, table, node, request)
+            body = await self._sqlite_render(tx, node if want_body else None, request, ids)
+            delete = mutate.sqlite_delete(self.dialect, table, len(request.values))
+            await tx.fetch_all(delete.sql, delete.bind(request.values + (ids,)))
+            return len(orjson.loads(ids)), 0, [body] if body is not None else [], None
+
+        affected, _, bodies, _ = await self._run_write(request, work, node if want_body else None)
+        return self._write_reply(200 if want_body else 204, request, node if want_body else None,
+                                 affected, _merge_arrays(bodies), _mutation_range(affected, request))
+
+    async def _run_write(self, request: ApiRequest,
+                         work: Callable[[Transaction], Awaitable[tuple[int, int, list[str], str | None]]],
+                         node: ReadNode | None) -> tuple[int, int, list[str], str | None]:
+        prefs = request.preferences
+
+        async def checked(tx: Transaction) -> tuple[int, int, list[str], str | None]:
+            outcome = await work(tx)
+            affected = outcome[0]
+            if request.media_type is MediaType.OBJECT and affected != 1:
+                singular("[]", affected)  # raises 406 PGRST116; the transaction rolls back
+            if prefs.max_affected is not None and prefs.handling_strict and affected > prefs.max_affected:
+                raise LedgerbaseError("Query result exceeds max-affected preference constraint",
+                                      code="PGRST124",
+                                      details=f"The query affects {affected} rows")
+            return outcome
+
+        return await self.database.write(checked, rollback=prefs.tx == "rollback")
+
+    def _write_reply(self, status: int, request: ApiRequest, node: ReadNode | None, affected: int,
+                     body: str, headers: dict[str, str]) -> Reply:
+        applied = [p for p in request.preferences.applied if not p.startswith("count=")]
+        if request.preferences.count and request.method != "POST":
+            applied.append(f"count={request.preferences.count}")
+        if applied:
+            headers["Preference-Applied"] = ", ".join(applied)
+        if node is None:
+            return Reply(status if status != 200 else 204, b"", headers)
+        headers["Content-Type"] = CONTENT_TYPES[request.media_type].decode()
+        return Reply(status, self._format(body, affected, node, request.media_type), headers)
+
+    # --- RPC ------------------------------------------------------------------------------
+
+    async def _rpc(self, cache: SchemaCache, name: str, incoming: Incoming) -> Reply:
+        function = cache.functions.get(name)
+        method = incoming.method
+        if method == "OPTIONS":
+            return Reply(200, headers={"Allow": "OPTIONS,GET,HEAD,POST"})
+        if method not in ("GET", "HEAD", "POST"):
+            raise LedgerbaseError(f"method {method} is not allowed here", code="PGRST117", status=405)
+        request = parse_request(method, name, is_rpc=True, query=split_query(incoming.query_string),
+                                headers=incoming.headers,
+                                prefer=[incoming.headers["prefer"]] if "prefer" in incoming.headers else [])
+        if method == "POST":
+            try:
+                body = orjson.loads(incoming.body) if incoming.body.strip() else {}
+            except orjson.JSONDecodeError:
+                raise LedgerbaseError("Empty or invalid json", code="PGRST102") from None
+            if not isinstance(body, dict):
+                raise LedgerbaseError("Empty or invalid json", code="PGRST102")
+            args: dict[str, Any] = body
+        else:
+            args = {arg: request.values[slot] for arg, slot in request.rpc_args}
+        if function is None or any(arg not in {p.name for p in function.params} for arg in args) or any(
+            p.name not in args and not p.has_default for p in function.params
+        ):
+            signature = ", ".join(sorted(args))
+            raise LedgerbaseError(
+                f"Could not find the function {cache.schema}.{name}({signature}) in the schema cache",
+                code="PGRST202", status=404,
+                hint="Check the function's name and the names of its arguments.",
+            )
+        converted: list[Any] = []
+        slots: dict[str, int] = {}
+        base = len(request.values)
+        for param in function.params:
+            if param.name not in args:
+                continue
+            raw = args[param.name]
+            value = (coerce_text(param.type, raw) if method != "POST" and isinstance(raw, str)
+                     else coerce_json(param.type, raw))
+            if self.sqlite:
+                value = to_sqlite(param.type, value)
+            elif param.type.kind in (TypeKind.JSON, TypeKind.JSONB) and value is not None:
+                value = str(value)
+            slots[param.name] = base + len(converted)
+            converted.append(value)
+        values = request.values + tuple(converted)
+        compiler = ReadCompiler(self.dialect)
+        call = mutate.function_call(self.dialect, compiler, function, slots)
+        if function.returns_table and (table := cache.table(function.returns_table)) is not None:
+            node = plan_read(cache, table, request)
+            sql = compiler.read(node, call, count=request.preferences.count is not None)
+            statement = compiler.statement(sql)
+            run_read = True
+        else:
+            node = None
+            if self.sqlite:
+                sql = (f"SELECT coalesce(json_group_array(_q.v), '[]') FROM (SELECT * FROM {call}) AS _q(v)"
+                       if function.returns_set else f"SELECT {call}")
+            else:
+                sql = (f"SELECT coalesce(json_agg(_q), '[]')::text FROM {call} AS _q"
+                       if function.returns_set else f"SELECT to_json({call})::text")
+            statement = compiler.statement(sql)
+            run_read = False
+        if function.volatile and not self.sqlite and method == "POST":
+            async def work(tx: Transaction) -> list[tuple[Any, ...]]:
+                return await tx.fetch_all(statement.sql, statement.bind(values))
+            rows = await self.database.write(work, rollback=request.preferences.tx == "rollback")
+        else:
+            rows = await self.database.fetch_all(statement.sql, statement.bind(values))
+        headers = {"Content-Type": CONTENT_TYPES[request.media_type].decode()}
+        if run_read and node is not None:
+            total, page_total, body = rows[0]
+            first = int(request.values[node.offset_slot]) if node.offset_slot is not None else 0  # type: ignore[call-overload]
+            headers["Content-Range"] = content_range(first, int(page_total), total)
+            if not function.returns_set:
+                return Reply(200, singular(str(body), int(page_total)).encode(), headers)
+            return Reply(200, self._format(str(body), int(page_total), node, request.media_type), headers)
+        value = rows[0][0] if rows else None
+        if function.return_type.name == "void":
+            return Reply(204, b"", {})
+        if self.sqlite and not function.returns_set:
+            return Reply(200, _sqlite_scalar_json(value, function.return_type.kind), headers)
+        return Reply(200, (str(value) if value is not None else "null").encode(), headers)
+
+
+def _sqlite_scalar_json(value: Any, kind: TypeKind) -> bytes:
+    if value is None:
+        return b"null"
+    if kind is TypeKind.BOOLEAN:
+        return b"true" if value else b"false"
+    if kind in (TypeKind.JSON, TypeKind.JSONB) and isinstance(value, str):
+        return value.encode()
+    return orjson.dumps(value)
+
+
+def _require_writer(claims: Claims, table: Table) -> None:
+    """Until row-level policies exist: anon may only read."""
+    if claims.role == "anon":
+        raise AuthError(f"permission denied for table {table.name}", code="42501", status=401)
+
+
+def _group_rows(rows: list[dict[str, Any]], columns: tuple[Column, ...], *,
+                missing_default: bool) -> list[tuple[tuple[Column, ...], list[dict[str, Any]]]]:
+    """Rows grouped by the columns they set; with ``missing=default`` a missing key takes the default."""
+    if not missing_default:
+        return [(columns, rows)]
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        present = tuple(c.name for c in columns if c.name in row)
+        groups.setdefault(present, []).append(row)
+    by_name = {c.name: c for c in columns}
+    return [(tuple(by_name[n] for n in names), group) for names, group in groups.items()]
+
+
+def _merge_arrays(bodies: list[str]) -> str:
+    """Concatenate JSON arrays (one per insert group) into one."""
+    if len(bodies) == 1:
+        return bodies[0]
+    items: list[Any] = []
+    for body in bodies:
+        items.extend(orjson.loads(body))
+    return orjson.dumps(items).decode()
+
+
+def _mutation_range(affected: int, request: ApiRequest) -> dict[str, str]:
+    total = str(affected) if request.preferences.count else "*"
+    return {"Content-Range": f"0-{affected - 1}/{total}" if affected else f"*/{total}"}

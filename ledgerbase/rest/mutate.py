@@ -1,0 +1,210 @@
+"""Compile writes (insert, upsert, update, delete) and RPC calls to SQL, per dialect.
+
+PostgreSQL runs a write and renders its rows in one statement (a data-modifying
+CTE, as PostgREST does). SQLite has no data-modifying CTEs, so there a write is
+done in steps inside one transaction: find the target rowids, write, then render
+those rows with the read compiler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ledgerbase.db.dialect import Dialect, quote_ident
+from ledgerbase.db.schema import Function, Table
+from ledgerbase.rest.compile import Binder, ReadCompiler, Statement, _pg_cast_name
+from ledgerbase.rest.plan import ReadNode
+
+
+def render_node(node: ReadNode) -> ReadNode:
+    """``node`` without its top-level filters and paging: for rendering rows already chosen."""
+    return replace(node, filters=(), order=(), limit_slot=None, offset_slot=None)
+
+
+def _columns_sql(columns: tuple[str, ...]) -> str:
+    return ", ".join(quote_ident(c) for c in columns)
+
+
+def _conflict_sql(table: Table, columns: tuple[str, ...], on_conflict: tuple[str, ...] | None,
+                  resolution: str | None) -> str:
+    if resolution is None:
+        return ""
+    target = on_conflict or table.primary_key
+    if resolution == "ignore-duplicates":
+        return f" ON CONFLICT ({_columns_sql(target)}) DO NOTHING"
+    updates = [c for c in columns if c not in target] or list(target)
+    assignments = ", ".join(f"{quote_ident(c)} = excluded.{quote_ident(c)}" for c in updates)
+    return f" ON CONFLICT ({_columns_sql(target)}) DO UPDATE SET {assignments}"
+
+
+# --- PostgreSQL: one statement ------------------------------------------------------------
+
+def _pg_outcome(dialect: Dialect, table: Table, node: ReadNode | None, mutation: str,
+                compiler: ReadCompiler, *, inserted: bool) -> Statement:
+    """``(affected, inserted, body, location key)`` over the mutation's RETURNING rows."""
+    body = "NULL"
+    if node is not None:
+        body = f"({compiler.read(render_node(node), 'pgrst_source', count=False, body_only=True)})"
+    key = (f"(SELECT json_build_array({_columns_sql(table.primary_key)})::text FROM pgrst_source LIMIT 1)"
+           if table.primary_key else "NULL")
+    inserted_sql = ("(SELECT count(*) FROM pgrst_source WHERE _lb_inserted)" if inserted
+                    else "NULL")
+    sql = (f"WITH pgrst_source AS ({mutation}) SELECT (SELECT count(*) FROM pgrst_source), "
+           f"{inserted_sql}, {body}, {key}")
+    return compiler.statement(sql)
+
+
+def pg_insert(dialect: Dialect, table: Table, columns: tuple[str, ...], body_slot: int,
+              node: ReadNode | None, *, on_conflict: tuple[str, ...] | None,
+              resolution: str | None) -> Statement:
+    """INSERT ... SELECT FROM json_populate_recordset(body) [ON CONFLICT ...] RETURNING."""
+    compiler = ReadCompiler(dialect)
+    name = f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
+    body = compiler.binder.slot(body_slot)
+    column_list = _columns_sql(columns)
+    source = (f"SELECT {column_list} FROM json_populate_recordset(NULL::{name}, {body}::json)"
+              if columns else f"SELECT FROM json_array_elements({body}::json)")
+    insert = (f"INSERT INTO {name} ({column_list}) {source}" if columns
+              else f"INSERT INTO {name} DEFAULT VALUES")
+    mutation = (f"{insert}{_conflict_sql(table, columns, on_conflict, resolution)} "
+                f"RETURNING {name}.*, (xmax = 0) AS _lb_inserted")
+    return _pg_outcome(dialect, table, node, mutation, compiler, inserted=True)
+
+
+def pg_update(dialect: Dialect, table: Table, columns: tuple[str, ...], body_slot: int,
+              node: ReadNode, *, want_body: bool) -> Statement:
+    """UPDATE ... FROM json_populate_record(body) WHERE filters RETURNING."""
+    compiler = ReadCompiler(dialect)
+    name = f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
+    body = compiler.binder.slot(body_slot)
+    assignments = ", ".join(f"{quote_ident(c)} = _r.{quote_ident(c)}" for c in columns)
+    where = _pg_target(compiler, table, node)
+    mutation = (f"UPDATE {name} SET {assignments} FROM "
+                f"(SELECT * FROM json_populate_record(NULL::{name}, {body}::json)) AS _r"
+                f"{where} RETURNING {name}.*")
+    return _pg_outcome(dialect, table, node if want_body else None, mutation, compiler,
+                       inserted=False)
+
+
+def pg_delete(dialect: Dialect, table: Table, node: ReadNode, *, want_body: bool) -> Statement:
+    """DELETE ... WHERE filters RETURNING."""
+    compiler = ReadCompiler(dialect)
+    name = f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
+    mutation = f"DELETE FROM {name}{_pg_target(compiler, table, node)} RETURNING {name}.*"
+    return _pg_outcome(dialect, table, node if want_body else None, mutation, compiler,
+                       inserted=False)
+
+
+def _pg_target(compiler: ReadCompiler, table: Table, node: ReadNode) -> str:
+    name = f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
+    if node.limit_slot is None and not node.order:
+        where = compiler.where(table.name, node)
+        return f" WHERE {where}" if where else ""
+    where = compiler.where("t0", node)
+    where_sql = f" WHERE {where}" if where else ""
+    tail = compiler.order_by("t0", node) + compiler.paging(node)
+    return f" WHERE {name}.ctid IN (SELECT \"t0\".ctid FROM {name} AS \"t0\"{where_sql}{tail})"
+
+
+# --- SQLite: steps in one transaction -----------------------------------------------------
+
+def sqlite_target_rowids(dialect: Dialect, table: Table, node: ReadNode) -> Statement:
+    """The rowids a PATCH or DELETE will touch, as a JSON array."""
+    compiler = ReadCompiler(dialect)
+    where = compiler.where("t0", node)
+    where_sql = f" WHERE {where}" if where else ""
+    tail = compiler.order_by("t0", node) + compiler.paging(node)
+    return compiler.statement(
+        f"SELECT coalesce(json_group_array(_r.id), '[]') FROM (SELECT \"t0\".rowid AS id FROM "
+        f"{quote_ident(table.name)} AS \"t0\"{where_sql}{tail}) AS _r")
+
+
+def sqlite_render(dialect: Dialect, node: ReadNode, rowids_slot: int) -> Statement:
+    """Render the rows whose rowids are in ``values[rowids_slot]`` (a JSON array), in that order."""
+    compiler = ReadCompiler(dialect)
+    ids = compiler.binder.slot(rowids_slot)
+    target = render_node(node)
+    extra = (f"\"t0\".rowid IN (SELECT value FROM json_each({ids}))",)
+    sql = compiler.read(target, quote_ident(node.table.name), count=False, extra=extra)
+    return compiler.statement(sql)
+
+
+def sqlite_insert(dialect: Dialect, table: Table, columns: tuple[str, ...], rows_slot: int, *,
+                  on_conflict: tuple[str, ...] | None, resolution: str | None) -> Statement:
+    """INSERT ... SELECT from a JSON array of row arrays, returning the rowids."""
+    binder = Binder(dialect)
+    rows = binder.slot(rows_slot)
+    name = quote_ident(table.name)
+    if not columns:
+        return Statement(sql=f"INSERT INTO {name} DEFAULT VALUES RETURNING rowid", params=())
+    picks = ", ".join(f"_v.value ->> {index}" for index in range(len(columns)))
+    conflict = _conflict_sql(table, columns, on_conflict, resolution)
+    # "WHERE true" keeps SQLite from reading ON CONFLICT as part of the SELECT's join
+    sql = (f"INSERT INTO {name} ({_columns_sql(columns)}) SELECT {picks} FROM json_each({rows}) "
+           f"AS _v WHERE true{conflict} RETURNING rowid")
+    return Statement(sql=sql, params=tuple(binder.params))
+
+
+def sqlite_existing(dialect: Dialect, table: Table, key: tuple[str, ...], columns: tuple[str, ...],
+                    rows_slot: int) -> Statement:
+    """How many of the rows to upsert already exist (to answer 201 or 200)."""
+    binder = Binder(dialect)
+    rows = binder.slot(rows_slot)
+    picks = ", ".join(f"_v.value ->> {columns.index(c)}" for c in key)
+    sql = (f"SELECT count(*) FROM {quote_ident(table.name)} WHERE ({_columns_sql(key)}) IN "
+           f"(SELECT {picks} FROM json_each({rows}) AS _v)")
+    return Statement(sql=sql, params=tuple(binder.params))
+
+
+def sqlite_update(dialect: Dialect, table: Table, columns: tuple[str, ...], first_slot: int,
+                  rowids_slot: int) -> Statement:
+    """UPDATE the given rowids with values ``values[first_slot + i]``."""
+    binder = Binder(dialect)
+    assignments = ", ".join(f"{quote_ident(c)} = {binder.slot(first_slot + i)}"
+                            for i, c in enumerate(columns))
+    ids = binder.slot(rowids_slot)
+    sql = (f"UPDATE {quote_ident(table.name)} SET {assignments} WHERE rowid IN "
+           f"(SELECT value FROM json_each({ids}))")
+    return Statement(sql=sql, params=tuple(binder.params))
+
+
+def sqlite_delete(dialect: Dialect, table: Table, rowids_slot: int) -> Statement:
+    """DELETE the given rowids."""
+    binder = Binder(dialect)
+    ids = binder.slot(rowids_slot)
+    return Statement(sql=f"DELETE FROM {quote_ident(table.name)} WHERE rowid IN "
+                         f"(SELECT value FROM json_each({ids}))", params=tuple(binder.params))
+
+
+def sqlite_keys(dialect: Dialect, table: Table, rowids_slot: int) -> Statement:
+    """The primary key of the first of the given rowids, as a JSON array (for Location)."""
+    binder = Binder(dialect)
+    ids = binder.slot(rowids_slot)
+    return Statement(sql=f"SELECT json_array({_columns_sql(table.primary_key)}) FROM "
+                         f"{quote_ident(table.name)} WHERE rowid = ({ids} ->> 0)",
+                     params=tuple(binder.params))
+
+
+# --- RPC ----------------------------------------------------------------------------------
+
+def function_call(dialect: Dialect, compiler: ReadCompiler, function: Function,
+                  arg_slots: dict[str, int]) -> str:
+    """The SQL call of ``function`` with named arguments bound from request value slots."""
+    if dialect.name == "sqlite":
+        import re
+
+        body = function.body or "SELECT NULL"
+
+        def placeholder(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in arg_slots:
+                return "NULL"
+            return compiler.binder.slot(arg_slots[name])
+
+        return "(" + re.sub(r":([A-Za-z_][A-Za-z0-9_]*)", placeholder, body) + ")"
+    args = ", ".join(
+        f"{quote_ident(param.name)} := {compiler.binder.slot(arg_slots[param.name])}::"
+        f"{_pg_cast_name(param.type)}"
+        for param in function.params if param.name in arg_slots
+    )
+    return f"{quote_ident(function.schema)}.{quote_ident(function.name)}({args})"

@@ -1,0 +1,484 @@
+"""Parse a request's path, query string and headers into an ``ApiRequest`` (pure, no I/O).
+
+The grammar is PostgREST 12's. Errors are ``ParseError`` (PGRST100) or the
+specific PostgREST codes for headers (PGRST103, PGRST107, PGRST122).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from urllib.parse import unquote_plus
+
+from ledgerbase.db.values import split_top_level
+from ledgerbase.errors import LedgerbaseError, ParseError
+from ledgerbase.rest.request import (
+    ApiRequest,
+    Condition,
+    FieldRef,
+    JsonStep,
+    Logic,
+    MediaType,
+    NodeParams,
+    OrderTerm,
+    Preferences,
+    ReturnPref,
+    SelectEmbed,
+    SelectField,
+    SelectItem,
+)
+
+OPERATORS = frozenset({
+    "eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch", "in", "is",
+    "isdistinct", "fts", "plfts", "phfts", "wfts", "cs", "cd", "ov", "sl", "sr", "nxr", "nxl",
+    "adj",
+})
+QUANTIFIABLE = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch"})
+FTS = frozenset({"fts", "plfts", "phfts", "wfts"})
+IS_VALUES = frozenset({"null", "not_null", "true", "false", "unknown"})
+RESERVED = frozenset({"select", "order", "limit", "offset", "columns", "on_conflict"})
+LOGIC_KEYS = ("and", "or", "not.and", "not.or")
+
+_NAME_RE = re.compile(r'^(?:"(?:[^"]|"")+"|[^\s"(),:!.]+(?:\.[^\s"(),:!.]+)*)$')
+_CAST_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]*(\[\])?$")
+_OPERATOR_RE = re.compile(r"^(?:(not)\.)?(\w+)(?:\((\w+)\))?\.(.*)$", re.DOTALL)
+_RANGE_RE = re.compile(r"^\s*(\d+)-(\d*)\s*$")
+
+
+def _fail(what: str, raw: str, details: str) -> ParseError:
+    return ParseError(f'"failed to parse {what} ({raw})"', details=details)
+
+
+class _Builder:
+    """Collects values into slots while the request is parsed."""
+
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def slot(self, value: object) -> int:
+        self.values.append(value)
+        return len(self.values) - 1
+
+
+# --- names and fields ---------------------------------------------------------------------
+
+def _unquote_name(text: str) -> str:
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        return text[1:-1].replace('""', '"')
+    return text
+
+
+def parse_field(text: str, what: str = "select parameter") -> FieldRef:
+    """``col``, ``"my col"``, ``col->a->>b``, ``col->0``."""
+    raw = text.strip()
+    if not raw:
+        raise _fail(what, text, "empty column name")
+    parts = re.split(r"(->>|->)", raw)
+    name = _unquote_name(parts[0].strip())
+    if not name or any(c in name for c in "()") and not parts[0].strip().startswith('"'):
+        raise _fail(what, text, f"unexpected column name {parts[0]!r}")
+    steps: list[JsonStep] = []
+    for arrow, key in zip(parts[1::2], parts[2::2], strict=True):
+        key = _unquote_name(key.strip())
+        if not key:
+            raise _fail(what, text, "expecting a JSON key after the arrow")
+        steps.append(JsonStep(key=key, text=arrow == "->>"))
+    return FieldRef(name=name, path=tuple(steps))
+
+
+# --- select -------------------------------------------------------------------------------
+
+def parse_select(raw: str) -> tuple[SelectItem, ...]:
+    """Parse ``select=`` (columns, aliases, casts, JSON paths, embeds, spreads)."""
+    if raw.strip() == "":
+        return (SelectField(FieldRef("*")),)
+    depth = 0
+    for char in raw:
+        depth += char == "("
+        depth -= char == ")"
+        if depth < 0:
+            raise _fail("select parameter", raw, "unexpected \")\"")
+    if depth != 0:
+        raise _fail("select parameter", raw, 'expecting ")"')
+    return tuple(_parse_select_item(item, raw) for item in split_top_level(raw, ","))
+
+
+def _split_alias(text: str) -> tuple[str | None, str]:
+    """``alias:rest`` -> (alias, rest); a ``::`` cast is not an alias separator."""
+    index = 0
+    quoted = False
+    while index < len(text):
+        char = text[index]
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == "(":
+            break
+        elif not quoted and char == ":":
+            if text[index + 1:index + 2] == ":":
+                return None, text
+            return _unquote_name(text[:index].strip()), text[index + 1:]
+        index += 1
+    return None, text
+
+
+def _parse_select_item(text: str, raw: str) -> SelectItem:
+    item = text.strip()
+    if not item:
+        raise _fail("select parameter", raw, "empty select item")
+    spread = item.startswith("...")
+    if spread:
+        item = item[3:]
+    alias, rest = _split_alias(item)
+    if alias is not None and not alias:
+        raise _fail("select parameter", raw, "empty alias")
+    rest = rest.strip()
+    if "(" in rest and not rest.startswith('"'):
+        head, _, tail = rest.partition("(")
+        if not tail.endswith(")"):
+            raise _fail("select parameter", raw, f"unexpected text after {head}(...)")
+        inner = tail[:-1]
+        names = head.split("!")
+        relation = _unquote_name(names[0].strip())
+        if relation in ("count", "sum", "avg", "min", "max") and inner.strip() == "":
+            raise LedgerbaseError("Use of aggregate functions is not allowed", code="PGRST123")
+        if not relation or not _NAME_RE.match(names[0].strip()):
+            raise _fail("select parameter", raw, f"unexpected relation name {names[0]!r}")
+        hint: str | None = None
+        inner_join = False
+        for modifier in names[1:]:
+            modifier = modifier.strip()
+            if modifier == "inner":
+                inner_join = True
+            elif modifier == "left":
+                inner_join = False
+            elif modifier and hint is None:
+                hint = _unquote_name(modifier)
+            else:
+                raise _fail("select parameter", raw, f"unexpected embed modifier {modifier!r}")
+        items = parse_select(inner) if inner.strip() else ()
+        return SelectEmbed(relation=relation, items=items, alias=alias, hint=hint,
+                           inner=inner_join, spread=spread)
+    if spread:
+        raise _fail("select parameter", raw, "a spread (...) must be followed by an embedded resource")
+    cast: str | None = None
+    if "::" in rest:
+        rest, _, cast = rest.partition("::")
+        cast = cast.strip()
+        if not _CAST_RE.match(cast):
+            raise _fail("select parameter", raw, f"unexpected cast {cast!r}")
+    if rest.strip() == "*":
+        if alias or cast:
+            raise _fail("select parameter", raw, "* cannot have an alias or a cast")
+        return SelectField(FieldRef("*"))
+    return SelectField(field=parse_field(rest, "select parameter"), alias=alias, cast=cast)
+
+
+# --- filters ------------------------------------------------------------------------------
+
+def _parse_list(raw: str, what: str, opening: str = "(", closing: str = ")") -> tuple[str, ...]:
+    text = raw.strip()
+    if not (text.startswith(opening) and text.endswith(closing)):
+        raise _fail(what, raw, f'expecting "{opening}" and "{closing}" around the list')
+    body = text[1:-1]
+    if body.strip() == "":
+        return ()
+    items: list[str] = []
+    for token in split_top_level(body, ","):
+        token = token.strip()
+        if len(token) >= 2 and token[0] == '"' and token[-1] == '"':
+            token = re.sub(r'\\(.)', r"\1", token[1:-1])
+        items.append(token)
+    return tuple(items)
+
+
+def parse_condition(field: FieldRef, expression: str, builder: _Builder,
+                    *, in_logic: bool = False) -> Condition:
+    """``[not.]op[(any|all)].value`` for ``field``."""
+    what = "filter"
+    match = _OPERATOR_RE.match(expression)
+    if match is None:
+        raise _fail(what, expression, "expecting an operator such as eq., gt. or in.")
+    negated, operator, modifier, value = match.groups()
+    if operator not in OPERATORS:
+        raise _fail(what, expression, f"unknown operator {operator!r}")
+    quantifier: str | None = None
+    language: str | None = None
+    if modifier is not None:
+        if operator in FTS:
+            language = modifier
+        elif operator in QUANTIFIABLE and modifier in ("any", "all"):
+            quantifier = modifier
+        else:
+            raise _fail(what, expression, f"unexpected modifier ({modifier}) for {operator}")
+    if in_logic and len(value) >= 2 and value[0] == '"' and value[-1] == '"' and operator != "in":
+        value = re.sub(r'\\(.)', r"\1", value[1:-1])
+    stored: object
+    if operator == "in":
+        stored = _parse_list(value, what)
+    elif quantifier is not None:
+        stored = _parse_list(value, what, "{", "}")
+    elif operator == "is":
+        if value.lower() not in IS_VALUES:
+            raise _fail(what, expression, "is. takes null, not_null, true, false or unknown")
+        stored = value.lower()
+    else:
+        stored = value
+    return Condition(field=field, operator=operator, slot=builder.slot(stored),
+                     negated=negated is not None, quantifier=quantifier, language=language,
+                     keyword=stored if operator == "is" else None)  # type: ignore[arg-type]
+
+
+def parse_logic(key: str, raw: str, builder: _Builder) -> Logic:
+    """``or=(a.eq.1,and(b.gt.2,c.lt.3))`` with ``key`` one of and, or, not.and, not.or."""
+    negated = key.startswith("not.")
+    conjunction = key.removeprefix("not.")
+    text = raw.strip()
+    if not (text.startswith("(") and text.endswith(")")):
+        raise _fail("logic tree", raw, 'expecting "(" and ")" around the conditions')
+    return Logic(conjunction=conjunction, negated=negated,
+                 children=_parse_logic_children(text[1:-1], raw, builder))
+
+
+def _parse_logic_children(body: str, raw: str, builder: _Builder) -> tuple[Condition | Logic, ...]:
+    if body.strip() == "":
+        raise _fail("logic tree", raw, "expecting at least one condition")
+    children: list[Condition | Logic] = []
+    for part in split_top_level(body, ","):
+        part = part.strip()
+        nested = re.match(r"^(not\.)?(and|or)\((.*)\)$", part, re.DOTALL)
+        if nested:
+            children.append(Logic(conjunction=nested.group(2), negated=nested.group(1) is not None,
+                                  children=_parse_logic_children(nested.group(3), raw, builder)))
+            continue
+        name, dot, expression = part.partition(".")
+        if not dot or not name:
+            raise _fail("logic tree", raw, f"expecting field.operator.value in {part!r}")
+        children.append(parse_condition(parse_field(name, "logic tree"), expression, builder,
+                                        in_logic=True))
+    return tuple(children)
+
+
+# --- order --------------------------------------------------------------------------------
+
+def parse_order(raw: str) -> tuple[OrderTerm, ...]:
+    """``order=a.desc.nullslast,b,rel(c).asc``."""
+    terms: list[OrderTerm] = []
+    for part in split_top_level(raw, ","):
+        part = part.strip()
+        if not part:
+            raise _fail("order", raw, "empty order term")
+        relation: str | None = None
+        match = re.match(r"^([^()]+)\(([^()]+)\)(.*)$", part)
+        if match:
+            relation = _unquote_name(match.group(1).strip())
+            name, modifiers = match.group(2), match.group(3).lstrip(".").split(".") if match.group(3) else []
+        else:
+            pieces = part.split(".")
+            name, modifiers = pieces[0], pieces[1:]
+            # JSON keys may not contain dots here; "a->b.desc" still works
+        descending = False
+        nulls_first: bool | None = None
+        for modifier in modifiers:
+            if modifier == "asc":
+                descending = False
+            elif modifier == "desc":
+                descending = True
+            elif modifier == "nullsfirst":
+                nulls_first = True
+            elif modifier == "nullslast":
+                nulls_first = False
+            else:
+                raise _fail("order", raw, f"unexpected {modifier!r}, expecting asc, desc, "
+                            "nullsfirst or nullslast")
+        terms.append(OrderTerm(field=parse_field(name, "order"), descending=descending,
+                               nulls_first=nulls_first, relation=relation))
+    return tuple(terms)
+
+
+# --- headers ------------------------------------------------------------------------------
+
+_PREFER_VALUES = {
+    "return": ("minimal", "headers-only", "representation"),
+    "count": ("exact", "planned", "estimated"),
+    "resolution": ("merge-duplicates", "ignore-duplicates"),
+    "missing": ("default", "null"),
+    "handling": ("strict", "lenient"),
+    "tx": ("commit", "rollback"),
+}
+
+
+def parse_prefer(headers: Sequence[str]) -> Preferences:
+    """Parse every ``Prefer`` header; unknown values are ignored unless ``handling=strict``."""
+    found: dict[str, str] = {}
+    invalid: list[str] = []
+    for header in headers:
+        for token in header.split(","):
+            token = token.strip()
+            if not token:
+                continue
+            key, _, value = token.partition("=")
+            key, value = key.strip(), value.strip()
+            if key in _PREFER_VALUES and value in _PREFER_VALUES[key]:
+                found.setdefault(key, value)
+            elif key == "max-affected" and value.isdigit():
+                found.setdefault(key, value)
+            elif key in ("timezone", "params"):
+                continue
+            else:
+                invalid.append(token)
+    strict = found.get("handling") == "strict"
+    if strict and invalid:
+        raise LedgerbaseError("Invalid preferences given with handling=strict", code="PGRST122",
+                              details=f"Invalid preferences: {', '.join(invalid)}")
+    applied = tuple(f"{key}={value}" for key, value in found.items()
+                    if key in ("return", "resolution", "missing", "handling", "tx", "max-affected", "count"))
+    return Preferences(
+        return_=ReturnPref(found["return"]) if "return" in found else None,
+        count=found.get("count"), resolution=found.get("resolution"),
+        missing_default=found.get("missing") == "default", handling_strict=strict,
+        tx=found.get("tx"),
+        max_affected=int(found["max-affected"]) if "max-affected" in found else None,
+        applied=applied,
+    )
+
+
+def parse_accept(header: str | None) -> MediaType:
+    """Pick the response format from ``Accept`` as PostgREST does (406 PGRST107 if none fits)."""
+    if not header:
+        return MediaType.JSON
+    for part in header.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in ("application/json", "*/*", "application/*", "application/vnd.pgrst.array+json"):
+            return MediaType.JSON
+        if media == "application/vnd.pgrst.object+json" or media == "application/vnd.pgrst.object":
+            return MediaType.OBJECT
+        if media in ("text/csv", "text/*"):
+            return MediaType.CSV
+    raise LedgerbaseError(f"None of these media types are available: {header}", code="PGRST107",
+                          status=406)
+
+
+def parse_range(header: str | None) -> tuple[int, int | None] | None:
+    """``Range: 0-9`` (items) -> (first, last); None when absent."""
+    if header is None:
+        return None
+    match = _RANGE_RE.match(header.removeprefix("items="))
+    if match is None:
+        return None  # PostgREST ignores a Range it cannot read
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) else None
+    if last is not None and last < first:
+        raise LedgerbaseError("Requested range not satisfiable", code="PGRST103", status=416,
+                              details="The lower boundary must be lower than or equal to the upper boundary in the Range header.")
+    return first, last
+
+
+def _parse_int(raw: str, what: str) -> int:
+    text = raw.strip()
+    if not re.fullmatch(r"\d+", text):
+        raise _fail(what, raw, f"{what} must be a non-negative integer")
+    return int(text)
+
+
+# --- the whole request --------------------------------------------------------------------
+
+def split_query(query_string: str) -> list[tuple[str, str]]:
+    """Split a raw query string into (key, value) pairs, ``+`` meaning a space (as supabase-py sends)."""
+    pairs: list[tuple[str, str]] = []
+    for part in query_string.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        pairs.append((unquote_plus(key), unquote_plus(value)))
+    return pairs
+
+
+def parse_request(method: str, target: str, *, is_rpc: bool, query: Sequence[tuple[str, str]],
+                  headers: Mapping[str, str], prefer: Sequence[str] = ()) -> ApiRequest:
+    """Parse one data API request. ``headers`` has lower-case names."""
+    builder = _Builder()
+    select: tuple[SelectItem, ...] = (SelectField(FieldRef("*")),)
+    nodes: dict[tuple[str, ...], dict[str, object]] = {}
+    columns: tuple[str, ...] | None = None
+    on_conflict: tuple[str, ...] | None = None
+    rpc_args: list[tuple[str, int]] = []
+
+    def node(path: tuple[str, ...]) -> dict[str, object]:
+        return nodes.setdefault(path, {"filters": [], "order": (), "limit": None, "offset": None})
+
+    for key, value in query:
+        if key == "select":
+            select = parse_select(value)
+            continue
+        if key == "columns":
+            columns = tuple(_unquote_name(c.strip()) for c in value.split(",") if c.strip())
+            if not columns:
+                raise _fail("columns parameter", value, "expecting at least one column")
+            continue
+        if key == "on_conflict":
+            on_conflict = tuple(_unquote_name(c.strip()) for c in value.split(",") if c.strip())
+            continue
+        path, last = _split_key(key)
+        if last in ("order", "limit", "offset"):
+            entry = node(path)
+            if last == "order":
+                entry["order"] = parse_order(value)
+            else:
+                entry[last] = builder.slot(_parse_int(value, last))
+            continue
+        if last in LOGIC_KEYS:
+            entry = node(path)
+            entry["filters"].append(parse_logic(last, value, builder))  # type: ignore[attr-defined]
+            continue
+        if is_rpc and method in ("GET", "HEAD") and not path and "->" not in last:
+            operator = _OPERATOR_RE.match(value)
+            if operator is None or operator.group(2) not in OPERATORS:
+                rpc_args.append((last, builder.slot(value)))
+                continue
+        entry = node(path)
+        entry["filters"].append(parse_condition(parse_field(last, "filter"), value, builder))  # type: ignore[attr-defined]
+
+    range_requested = False
+    if method in ("GET", "HEAD"):
+        requested = parse_range(headers.get("range")) if headers.get("range-unit", "items") == "items" else None
+        if requested is not None:
+            range_requested = True
+            top = node(())
+            first, last_row = requested
+            offset = builder.values[top["offset"]] if top["offset"] is not None else 0  # type: ignore[index]
+            limit = builder.values[top["limit"]] if top["limit"] is not None else None  # type: ignore[index]
+            new_offset = max(first, int(offset))  # type: ignore[call-overload]
+            end: int | None = last_row
+            if limit is not None:
+                limit_end = int(offset) + int(limit) - 1  # type: ignore[call-overload]
+                end = limit_end if end is None else min(end, limit_end)
+            top["offset"] = builder.slot(new_offset)
+            top["limit"] = builder.slot(max(0, end - new_offset + 1)) if end is not None else None
+
+    node_params = tuple(
+        NodeParams(path=path, filters=tuple(entry["filters"]),  # type: ignore[call-overload]
+                   order=entry["order"], limit_slot=entry["limit"],  # type: ignore[arg-type]
+                   offset_slot=entry["offset"])  # type: ignore[arg-type]
+        for path, entry in sorted(nodes.items())
+    )
+    preferences = parse_prefer(prefer)
+    media = parse_accept(headers.get("accept"))
+    return ApiRequest(
+        method=method, target=target, is_rpc=is_rpc, select=select, nodes=node_params,
+        preferences=preferences, media_type=media, columns=columns, on_conflict=on_conflict,
+        range_requested=range_requested, rpc_args=tuple(rpc_args), values=tuple(builder.values),
+    )
+
+
+def _split_key(key: str) -> tuple[tuple[str, ...], str]:
+    """``clients.projects.order`` -> (("clients", "projects"), "order")."""
+    for logic in ("not.and", "not.or"):
+        if key == logic or key.endswith("." + logic):
+            head = key[: -len(logic)].rstrip(".")
+            return (tuple(head.split(".")) if head else ()), logic
+    if "->" in key:
+        head, arrow, tail = key.partition("->")
+        parts = head.split(".")
+        return tuple(parts[:-1]), parts[-1] + arrow + tail
+    parts = key.split(".")
+    return tuple(parts[:-1]), parts[-1]
