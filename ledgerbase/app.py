@@ -1,0 +1,268 @@
+"""The ASGI application: routing, authentication, error rendering, lifespan.
+
+The hot path (``/rest/v1``) is plain ASGI: a framework's routing and request
+objects cost more per request than the whole SQL round trip of a get-by-id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from ledgerbase import __version__
+from ledgerbase.auth.keys import Claims, TokenVerifier, load_or_create_secret
+from ledgerbase.config import Settings
+from ledgerbase.db.engine import Database, PostgresDatabase, SqliteDatabase, open_database
+from ledgerbase.db.introspect import introspect
+from ledgerbase.db.schema import SchemaCache
+from ledgerbase.errors import LedgerbaseError, UnavailableError
+from ledgerbase.rest.handlers import DataApi, Incoming, Reply
+from ledgerbase.rest.responses import error_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = structlog.get_logger("ledgerbase")
+DEMO_MIGRATIONS = Path(__file__).parent / "demo"
+_JSON = b"application/json; charset=utf-8"
+_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"),
+                     (b"referrer-policy", b"strict-origin-when-cross-origin")]
+
+
+class Runtime:
+    """What a running server holds: settings, database, schema cache, token verifier."""
+
+    def __init__(self, settings: Settings, *, demo: bool = False) -> None:
+        self.settings = settings
+        self.demo = demo
+        self.database: Database = open_database(
+            settings.resolved_database_url(), readers=settings.sqlite_readers,
+            pool_size=settings.pg_pool_size, statement_timeout_ms=settings.statement_timeout_ms)
+        self.verifier = TokenVerifier(load_or_create_secret(settings.data_dir, settings.jwt_secret))
+        self.schema: SchemaCache = SchemaCache(schema=settings.db_schema, tables={},
+                                               relationships={})
+        self.api = DataApi(self.database, lambda: self.schema)
+        self._watchers: list[asyncio.Task[None]] = []
+        self._listener: Any = None
+        self._schema_version: int | None = None
+
+    async def start(self) -> None:
+        """Open the database, apply the demo schema if asked, load the schema cache."""
+        await self.database.start()
+        if self.demo:
+            from ledgerbase.db.migrate import migrate
+
+            await migrate(self.database.url, DEMO_MIGRATIONS)
+        with contextlib.suppress(UnavailableError):
+            await self.reload_schema()
+        self._watchers.append(asyncio.create_task(self._watch_schema()))
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGUSR1, lambda: asyncio.ensure_future(self.reload_schema()))
+
+    async def stop(self) -> None:
+        """Stop background work and close connections."""
+        for task in self._watchers:
+            task.cancel()
+        for task in self._watchers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+        await self.database.close()
+
+    async def reload_schema(self) -> None:
+        """Re-read the schema (after a migration) and drop compiled statements."""
+        schema = await introspect(self.database, self.settings.db_schema)
+        self.schema = schema
+        self.api.statements.clear()
+        log.info("schema_loaded", tables=len(schema.tables), functions=len(schema.functions))
+
+    async def _watch_schema(self) -> None:
+        """Reload on ``NOTIFY pgrst, 'reload schema'`` (PostgreSQL) or a schema change (SQLite)."""
+        while True:
+            try:
+                if isinstance(self.database, SqliteDatabase):
+                    version = await self.database.schema_version()
+                    if self._schema_version is not None and version != self._schema_version:
+                        await self.reload_schema()
+                    self._schema_version = version
+                elif isinstance(self.database, PostgresDatabase) and self._listener is None:
+                    def on_notify(payload: str) -> None:
+                        if payload in ("", "reload schema"):
+                            asyncio.ensure_future(self.reload_schema())
+                    self._listener = await self.database.listen("pgrst", on_notify)
+                    if not self.schema.tables:
+                        await self.reload_schema()
+                elif self._listener is not None and self._listener.is_closed():
+                    self._listener = None
+            except LedgerbaseError:
+                self._listener = None
+            await asyncio.sleep(1.0)
+
+
+def create_app(settings: Settings | None = None, *, demo: bool = False) -> Callable[..., Awaitable[None]]:
+    """The Ledgerbase ASGI application."""
+    runtime = Runtime(settings or Settings(), demo=demo)
+    max_body = runtime.settings.max_body_bytes
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(runtime, receive, send)
+            return
+        if kind != "http":
+            return
+        path: str = scope["path"]
+        if path.startswith("/rest/v1"):
+            await _rest(runtime, scope, receive, send, max_body)
+        elif path == "/health/live":
+            await _send(send, 200, orjson.dumps({"status": "ok", "version": __version__}))
+        elif path == "/health/ready":
+            if await runtime.database.ping():
+                await _send(send, 200, orjson.dumps({"status": "ok"}))
+            else:
+                await _send(send, 503, orjson.dumps({"status": "unavailable"}),
+                            [(b"retry-after", b"5")])
+        else:
+            error = LedgerbaseError("Not found", code="PGRST125", status=404)
+            await _send(send, 404, error_body(error))
+
+    app.runtime = runtime  # type: ignore[attr-defined]
+    return app
+
+
+async def _lifespan(runtime: Runtime, receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await runtime.start()
+            except Exception as error:  # startup failures are reported, not raised into uvicorn
+                log.error("startup_failed", error=str(error))
+                await send({"type": "lifespan.startup.failed", "message": str(error)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await runtime.stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None,
+                content_type: bytes = _JSON) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+                            *_SECURITY_HEADERS, *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise LedgerbaseError(f"The request body is larger than the limit of {limit} bytes",
+                                  code="PGRST413", status=413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _token(headers: dict[str, str]) -> str | None:
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+        return authorization  # malformed: verified (and rejected) as a token
+    return headers.get("apikey")
+
+
+async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers and name == "prefer" else value
+    method: str = scope["method"]
+    path: str = scope["path"][len("/rest/v1"):]
+    try:
+        if method == "OPTIONS" and "access-control-request-method" in headers:
+            await _send(send, 200, b"", _cors_preflight(headers))
+            return
+        claims = runtime.verifier.verify(_token(headers))
+        if path in ("", "/") and method in ("GET", "HEAD"):
+            await _send(send, 200, _openapi(runtime, scope, headers) if method == "GET" else b"",
+                        content_type=b"application/openapi+json; charset=utf-8")
+            return
+        body = await _read_body(receive, max_body) if method in ("POST", "PATCH", "PUT") else b""
+        reply = await runtime.api.handle(Incoming(
+            method=method, path=path, query_string=scope["query_string"].decode("latin-1"),
+            headers=headers, body=body, claims=claims))
+    except LedgerbaseError as error:
+        reply = Reply(error.status, b"" if method == "HEAD" else error_body(error),
+                      {"Content-Type": _JSON.decode(), **error.headers})
+    except Exception:  # a bug must not leak a traceback or SQL to the client
+        log.exception("unhandled_error", path=path)
+        error = LedgerbaseError("Internal server error", code="PGRST000", status=500)
+        reply = Reply(500, error_body(error), {"Content-Type": _JSON.decode()})
+    out = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+           for name, value in reply.headers.items() if name.lower() != "content-type"]
+    if "origin" in headers:
+        out.append((b"access-control-allow-origin", b"*"))
+        out.append((b"access-control-expose-headers",
+                    b"Content-Encoding, Content-Location, Content-Range, Content-Type, Date, "
+                    b"Location, Server, Transfer-Encoding, Range-Unit, Preference-Applied"))
+    content_type = reply.headers.get("Content-Type", "application/json; charset=utf-8").encode()
+    if reply.status == 204:
+        await send({"type": "http.response.start", "status": 204, "headers": out + _SECURITY_HEADERS})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await _send(send, reply.status, reply.body, out, content_type)
+
+
+def _cors_preflight(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"access-control-allow-origin", b"*"),
+        (b"access-control-allow-methods", b"GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD"),
+        (b"access-control-allow-headers",
+         headers.get("access-control-request-headers", "authorization, apikey, content-type").encode("latin-1")),
+        (b"access-control-max-age", b"86400"),
+    ]
+
+
+def _openapi(runtime: Runtime, scope: Scope, headers: dict[str, str]) -> bytes:
+    from ledgerbase.rest.openapi import build_openapi
+
+    host = headers.get("host", f"{runtime.settings.host}:{runtime.settings.port}")
+    scheme = scope.get("scheme", "http")
+    return orjson.dumps(build_openapi(runtime.schema, server_url=f"{scheme}://{host}/rest/v1",
+                                      version=__version__))
+
+
+
+
+
+
+def app_from_env() -> Callable[..., Awaitable[None]]:
+    """Factory for uvicorn (``--workers``): settings from ``LEDGERBASE_*`` variables."""
+    import os
+
+    return create_app(Settings(), demo=os.environ.get("LEDGERBASE_DEMO") == "1")
