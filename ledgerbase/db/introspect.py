@@ -142,7 +142,7 @@ ORDER BY c.relname, a.attnum
 """
 
 _PG_CONSTRAINTS = """
-SELECT con.conname, con.contype, c.relname,
+SELECT con.conname, con.contype::text, c.relname,
        ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
              JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
        fc.relname,
@@ -161,8 +161,8 @@ _PG_FUNCTIONS = """
 SELECT p.proname, coalesce(p.proargnames, '{}'::text[]),
        ARRAY(SELECT format_type(t, NULL) FROM unnest(p.proargtypes) t),
        p.pronargdefaults, format_type(p.prorettype, NULL), p.proretset,
-       CASE WHEN rt.typrelid <> 0 THEN rc.relname END, p.provolatile,
-       coalesce(p.proargmodes, '{}'::"char"[])::text[]
+       CASE WHEN rt.typrelid <> 0 THEN rc.relname END, p.provolatile::text,
+       coalesce(p.proargmodes::text[], ARRAY[]::text[])
 FROM pg_proc p
 JOIN pg_namespace n ON n.oid = p.pronamespace
 JOIN pg_type rt ON rt.oid = p.prorettype

@@ -96,9 +96,9 @@ class DataApi:
         table = resolve_table(cache, path)
         if method == "OPTIONS":
             allow = "OPTIONS,GET,HEAD,POST,PATCH,DELETE" if table.insertable else "OPTIONS,GET,HEAD"
-            return Reply(200, headers={"Allow": allow})
+            return Reply(200, headers={"Allow": allow, "Access-Control-Allow-Origin": "*"})
         if method not in ("GET", "HEAD") and method not in WRITE_METHODS:
-            raise LedgerbaseError(f"method {method} is not allowed here", code="PGRST117", status=405)
+            raise LedgerbaseError(f"Unsupported HTTP method: {method}", code="PGRST117", status=405)
         request = parse_request(method, table.name, is_rpc=False,
                                 query=split_query(incoming.query_string), headers=incoming.headers,
                                 prefer=[incoming.headers["prefer"]] if "prefer" in incoming.headers else [])
@@ -133,8 +133,9 @@ class DataApi:
         first = int(request.values[node.offset_slot]) if node.offset_slot is not None else 0  # type: ignore[call-overload]
         status = range_status(first, page_total, total)
         headers = {"Content-Range": content_range(first, page_total, total)}
-        if request.preferences.count:
-            headers["Preference-Applied"] = f"count={request.preferences.count}"
+        applied = request.preferences.applied("count", "tx", "handling")
+        if applied:
+            headers["Preference-Applied"] = applied
         if status == 416:
             raise LedgerbaseError(
                 "Requested range not satisfiable", code="PGRST103", status=416,
@@ -236,15 +237,17 @@ class DataApi:
             return affected, inserted, bodies, location
 
         affected, inserted, bodies, location = await self._run_write(request, work, node)
-        status = 201
-        if prefs.resolution is not None and inserted == 0 and affected > 0:
-            status = 200
-        headers = {"Content-Range": "*/*"}
-        if location and table.primary_key and affected == 1:
+        status = 200 if prefs.resolution == "merge-duplicates" and inserted <= 0 else 201
+        headers = {"Content-Range": "*/" + (str(affected) if prefs.count else "*")}
+        if location and table.primary_key and prefs.return_ is ReturnPref.HEADERS_ONLY:
             keys = orjson.loads(location)
             headers["Location"] = f"/{table.name}?" + "&".join(
                 f"{column}=eq.{value}" for column, value in zip(table.primary_key, keys, strict=True))
-        return self._write_reply(status, request, node, affected, _merge_arrays(bodies), headers)
+        keys_applied = ["missing", "return", "count", "tx", "handling"]
+        if table.primary_key or request.on_conflict:
+            keys_applied.append("resolution")
+        return self._write_reply(status, request, node, affected, _merge_arrays(bodies), headers,
+                                 keys_applied)
 
     async def _pg_insert(self, tx: Transaction, table: Table, request: ApiRequest,
                          node: ReadNode | None, columns: tuple[Column, ...],
@@ -301,6 +304,7 @@ class DataApi:
 
     async def _update(self, cache: SchemaCache, table: Table, request: ApiRequest,
                       incoming: Incoming) -> Reply:
+        _check_limited(request)
         rows = self._payload_rows(incoming, request)
         if len(rows) != 1 and not (request.columns and rows):
             raise LedgerbaseError("Empty or invalid json", code="PGRST102",
@@ -309,8 +313,8 @@ class DataApi:
         node = plan_read(cache, table, request)
         want_body = request.preferences.return_ is ReturnPref.REPRESENTATION
         if not columns:
-            return self._write_reply(204 if not want_body else 200, request, node if want_body else None,
-                                     0, "[]", {"Content-Range": "*/*"})
+            return self._write_reply(200, request, node if want_body else None, 0, "[]",
+                                     {"Content-Range": "*/*"}, ["return"])
         names = tuple(c.name for c in columns)
         values = rows[0]
 
@@ -331,8 +335,11 @@ class DataApi:
             return len(orjson.loads(ids)), 0, [body] if body is not None else [], None
 
         affected, _, bodies, _ = await self._run_write(request, work, node if want_body else None)
-        return self._write_reply(200 if want_body else 204, request, node if want_body else None,
-                                 affected, _merge_arrays(bodies), _mutation_range(affected, request))
+        total = str(affected) if request.preferences.count else "*"
+        headers = {"Content-Range": f"0-{affected - 1}/{total}" if affected else f"*/{total}"}
+        return self._write_reply(200, request, node if want_body else None, affected,
+                                 _merge_arrays(bodies), headers,
+                                 ["missing", "return", "count", "tx", "handling", "max-affected"])
 
     async def _sqlite_rowids(self, tx: Transaction, table: Table, node: ReadNode,
                              request: ApiRequest) -> str:
@@ -342,6 +349,7 @@ class DataApi:
         return str((await tx.fetch_all(statement.sql, statement.bind(request.values)))[0][0])
 
     async def _delete(self, cache: SchemaCache, table: Table, request: ApiRequest) -> Reply:
+        _check_limited(request)
         node = plan_read(cache, table, request)
         want_body = request.preferences.return_ is ReturnPref.REPRESENTATION
 
@@ -358,8 +366,10 @@ class DataApi:
             return len(orjson.loads(ids)), 0, [body] if body is not None else [], None
 
         affected, _, bodies, _ = await self._run_write(request, work, node if want_body else None)
-        return self._write_reply(200 if want_body else 204, request, node if want_body else None,
-                                 affected, _merge_arrays(bodies), _mutation_range(affected, request))
+        headers = {"Content-Range": "*/" + (str(affected) if request.preferences.count else "*")}
+        return self._write_reply(200, request, node if want_body else None, affected,
+                                 _merge_arrays(bodies), headers,
+                                 ["return", "count", "tx", "handling", "max-affected"])
 
     async def _run_write(self, request: ApiRequest,
                          work: Callable[[Transaction], Awaitable[tuple[int, int, list[str], str | None]]],
@@ -380,14 +390,13 @@ class DataApi:
         return await self.database.write(checked, rollback=prefs.tx == "rollback")
 
     def _write_reply(self, status: int, request: ApiRequest, node: ReadNode | None, affected: int,
-                     body: str, headers: dict[str, str]) -> Reply:
-        applied = [p for p in request.preferences.applied if not p.startswith("count=")]
-        if request.preferences.count and request.method != "POST":
-            applied.append(f"count={request.preferences.count}")
+                     body: str, headers: dict[str, str], preferences: list[str]) -> Reply:
+        """PostgREST's write response: the body only with ``return=representation``."""
+        applied = request.preferences.applied(*preferences)
         if applied:
-            headers["Preference-Applied"] = ", ".join(applied)
+            headers["Preference-Applied"] = applied
         if node is None:
-            return Reply(status if status != 200 else 204, b"", headers)
+            return Reply(status if request.method == "POST" else 204, b"", headers)
         headers["Content-Type"] = CONTENT_TYPES[request.media_type].decode()
         return Reply(status, self._format(body, affected, node, request.media_type), headers)
 
@@ -397,9 +406,11 @@ class DataApi:
         function = cache.functions.get(name)
         method = incoming.method
         if method == "OPTIONS":
-            return Reply(200, headers={"Allow": "OPTIONS,GET,HEAD,POST"})
+            allow = "OPTIONS,POST" if function is not None and function.volatile else "OPTIONS,GET,HEAD,POST"
+            return Reply(200, headers={"Allow": allow, "Access-Control-Allow-Origin": "*"})
         if method not in ("GET", "HEAD", "POST"):
-            raise LedgerbaseError(f"method {method} is not allowed here", code="PGRST117", status=405)
+            raise LedgerbaseError(f"Cannot use the {method} method on RPC", code="PGRST101",
+                                  status=405)
         request = parse_request(method, name, is_rpc=True, query=split_query(incoming.query_string),
                                 headers=incoming.headers,
                                 prefer=[incoming.headers["prefer"]] if "prefer" in incoming.headers else [])
@@ -416,11 +427,17 @@ class DataApi:
         if function is None or any(arg not in {p.name for p in function.params} for arg in args) or any(
             p.name not in args and not p.has_default for p in function.params
         ):
-            signature = ", ".join(sorted(args))
+            names = sorted(args)
+            signature = ", ".join(names)
+            with_params = (f" with parameter{'s' if len(names) > 1 else ''} {signature}" if names
+                           else " without parameters")
+            if method == "POST":
+                with_params += " or with a single unnamed json/jsonb parameter"
             raise LedgerbaseError(
                 f"Could not find the function {cache.schema}.{name}({signature}) in the schema cache",
                 code="PGRST202", status=404,
-                hint="Check the function's name and the names of its arguments.",
+                details=f"Searched for the function {cache.schema}.{name}{with_params}, "
+                        "but no matches were found in the schema cache.",
             )
         converted: list[Any] = []
         slots: dict[str, int] = {}
@@ -516,6 +533,9 @@ def _merge_arrays(bodies: list[str]) -> str:
     return orjson.dumps(items).decode()
 
 
-def _mutation_range(affected: int, request: ApiRequest) -> dict[str, str]:
-    total = str(affected) if request.preferences.count else "*"
-    return {"Content-Range": f"0-{affected - 1}/{total}" if affected else f"*/{total}"}
+def _check_limited(request: ApiRequest) -> None:
+    """PATCH/DELETE with ``limit`` needs an explicit ``order`` (PGRST109), as in PostgREST."""
+    top = request.node(())
+    if top is not None and top.limit_slot is not None and not top.order:
+        raise LedgerbaseError("A 'limit' was applied without an explicit 'order'", code="PGRST109",
+                              hint="Apply an 'order' using unique column(s)")

@@ -330,15 +330,13 @@ def parse_prefer(headers: Sequence[str]) -> Preferences:
     if strict and invalid:
         raise LedgerbaseError("Invalid preferences given with handling=strict", code="PGRST122",
                               details=f"Invalid preferences: {', '.join(invalid)}")
-    applied = tuple(f"{key}={value}" for key, value in found.items()
-                    if key in ("return", "resolution", "missing", "handling", "tx", "max-affected", "count"))
     return Preferences(
         return_=ReturnPref(found["return"]) if "return" in found else None,
         count=found.get("count"), resolution=found.get("resolution"),
         missing_default=found.get("missing") == "default", handling_strict=strict,
         tx=found.get("tx"),
         max_affected=int(found["max-affected"]) if "max-affected" in found else None,
-        applied=applied,
+        given=tuple(found.items()),
     )
 
 

@@ -119,7 +119,16 @@ class Preferences:
     handling_strict: bool = False
     tx: str | None = None  # commit | rollback
     max_affected: int | None = None
-    applied: tuple[str, ...] = ()  # the preferences that will be echoed in Preference-Applied
+    given: tuple[tuple[str, str], ...] = ()  # every understood preference, as (key, value)
+
+    def applied(self, *keys: str) -> str | None:
+        """The ``Preference-Applied`` value for ``keys``, in PostgREST's order; None if empty."""
+        order = ("resolution", "missing", "return", "count", "tx", "handling", "max-affected")
+        found = dict(self.given)
+        if not self.handling_strict:
+            found.pop("max-affected", None)
+        values = [f"{key}={found[key]}" for key in order if key in keys and key in found]
+        return ", ".join(values) or None
 
 
 class MediaType(str, Enum):
