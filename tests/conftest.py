@@ -146,8 +146,9 @@ def server_factory(dialect: str, tmp_path_factory: pytest.TempPathFactory
 
     def factory(migrations: Path | None = None, **settings: object) -> RunningServer:
         data_dir = tmp_path_factory.mktemp(f"ledgerbase-{dialect}")
-        url = fresh_database_url(dialect, data_dir)
-        if dialect == "postgres":
+        given = settings.pop("database_url", None)
+        url = str(given) if given else fresh_database_url(dialect, data_dir)
+        if dialect == "postgres" and not given:
             databases.append(url)
         if migrations is not None:
             asyncio.run(migrate(url, Path(migrations)))

@@ -481,3 +481,12 @@ def compile_read(dialect: Dialect, node: ReadNode, *, count: bool) -> Statement:
     """One statement answering a table read: ``(total or NULL, page_total, body JSON text)``."""
     compiler = ReadCompiler(dialect)
     return compiler.statement(compiler.read(node, quote_ident(node.table.name), count=count))
+
+
+def compile_planned_count(dialect: Dialect, node: ReadNode) -> Statement:
+    """PostgreSQL's row estimate for a read's filters (``Prefer: count=planned``)."""
+    compiler = ReadCompiler(dialect)
+    where = compiler.where("t0", node)
+    where_sql = f" WHERE {where}" if where else ""
+    return compiler.statement(
+        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {quote_ident(node.table.name)} AS \"t0\"{where_sql}")

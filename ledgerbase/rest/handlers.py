@@ -14,7 +14,7 @@ from ledgerbase.db.schema import Column, SchemaCache, Table, TypeKind
 from ledgerbase.db.values import coerce_json, coerce_text, to_sqlite
 from ledgerbase.errors import AuthError, LedgerbaseError
 from ledgerbase.rest import mutate
-from ledgerbase.rest.compile import ReadCompiler, Statement, compile_read
+from ledgerbase.rest.compile import ReadCompiler, Statement, compile_planned_count, compile_read
 from ledgerbase.rest.parse import parse_request, split_query
 from ledgerbase.rest.plan import ColumnOut, ReadNode, plan_read, resolve_table
 from ledgerbase.rest.request import ApiRequest, MediaType, ReturnPref
@@ -115,7 +115,7 @@ class DataApi:
 
     def _read_statement(self, cache: SchemaCache, table: Table,
                         request: ApiRequest) -> tuple[ReadNode, Statement]:
-        count = request.preferences.count is not None
+        count = request.preferences.count is not None and not self._planned(request)
 
         def build() -> tuple[ReadNode, Statement]:
             node = plan_read(cache, table, request)
@@ -130,6 +130,8 @@ class DataApi:
         row = await self.database.fetch_one(statement.sql, statement.bind(request.values))
         assert row is not None
         total, page_total, body = row[0], int(row[1]), str(row[2])
+        if self._planned(request):
+            total = await self._planned_total(cache, node, request)
         first = int(request.values[node.offset_slot]) if node.offset_slot is not None else 0  # type: ignore[call-overload]
         status = range_status(first, page_total, total)
         headers = {"Content-Range": content_range(first, page_total, total)}
@@ -147,6 +149,22 @@ class DataApi:
         if request.method == "HEAD":
             return Reply(status, b"", headers)
         return Reply(status, payload, headers)
+
+    def _planned(self, request: ApiRequest) -> bool:
+        """``count=planned`` (and ``estimated``) use the planner's estimate on PostgreSQL.
+
+        SQLite keeps no row estimates, so there both give the exact count.
+        """
+        return not self.sqlite and request.preferences.count in ("planned", "estimated")
+
+    async def _planned_total(self, cache: SchemaCache, node: ReadNode, request: ApiRequest) -> int:
+        statement = self.statements.get_or_build(
+            ("planned", id(cache), request), lambda: compile_planned_count(self.dialect, node))
+        row = await self.database.fetch_one(statement.sql, statement.bind(request.values))
+        plan = orjson.loads(row[0]) if row else [{}]
+        if isinstance(plan, str):
+            plan = orjson.loads(plan)
+        return int(plan[0].get("Plan", {}).get("Plan Rows", 0))
 
     def _format(self, body: str, rows: int, node: ReadNode, media: MediaType) -> bytes:
         if media is MediaType.OBJECT:

@@ -40,7 +40,7 @@ RESERVED = frozenset({"select", "order", "limit", "offset", "columns", "on_confl
 LOGIC_KEYS = ("and", "or", "not.and", "not.or")
 
 _NAME_RE = re.compile(r'^(?:"(?:[^"]|"")+"|[^\s"(),:!.]+(?:\.[^\s"(),:!.]+)*)$')
-_CAST_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ]*(\[\])?$")
+_CAST_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|double precision)(\[\])?$", re.IGNORECASE)
 _OPERATOR_RE = re.compile(r"^(?:(not)\.)?(\w+)(?:\((\w+)\))?\.(.*)$", re.DOTALL)
 _RANGE_RE = re.compile(r"^\s*(\d+)-(\d*)\s*$")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from decimal import Decimal
 from collections.abc import Iterable
 from typing import Any
 
@@ -61,7 +63,7 @@ def _csv_field(value: Any, kind: TypeKind | None) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, (dict, list)):
-        text = orjson.dumps(value).decode()
+        text = json.dumps(value, default=str, separators=(",", ":"))
     elif kind is TypeKind.TIMESTAMPTZ and isinstance(value, str):
         text = value.replace("T", " ").removesuffix("+00:00") + "+00"
     elif kind is TypeKind.TIMESTAMP and isinstance(value, str):
@@ -81,7 +83,8 @@ def to_csv(body: str, node: ReadNode) -> str:
         keys.append(out.key)
         if isinstance(out, ColumnOut) and not out.cast and not out.path:
             kinds[out.key] = out.column.type.kind
-    rows: Iterable[dict[str, Any]] = orjson.loads(body)
+    # the stdlib parser keeps numerics as Decimal, so 12.50 stays 12.50 as in PostgreSQL's text
+    rows: Iterable[dict[str, Any]] = json.loads(body, parse_float=Decimal)
     lines = [",".join(keys)]
     for row in rows:
         lines.append(",".join(_csv_field(row.get(key), kinds.get(key)) for key in row))
