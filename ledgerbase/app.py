@@ -17,7 +17,7 @@ import orjson
 import structlog
 
 from ledgerbase import __version__
-from ledgerbase.auth.keys import Claims, TokenVerifier, load_or_create_secret
+from ledgerbase.auth.keys import TokenVerifier, load_or_create_secret
 from ledgerbase.config import Settings
 from ledgerbase.db.engine import Database, PostgresDatabase, SqliteDatabase, open_database
 from ledgerbase.db.introspect import introspect
@@ -221,8 +221,8 @@ async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ma
                       {"Content-Type": _JSON.decode(), **error.headers})
     except Exception:  # a bug must not leak a traceback or SQL to the client
         log.exception("unhandled_error", path=path)
-        error = LedgerbaseError("Internal server error", code="PGRST000", status=500)
-        reply = Reply(500, error_body(error), {"Content-Type": _JSON.decode()})
+        internal = LedgerbaseError("Internal server error", code="PGRST000", status=500)
+        reply = Reply(500, error_body(internal), {"Content-Type": _JSON.decode()})
     out = [(name.lower().encode("latin-1"), value.encode("latin-1"))
            for name, value in reply.headers.items() if name.lower() != "content-type"]
     if "origin" in headers:

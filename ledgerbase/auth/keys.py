@@ -95,7 +95,7 @@ class TokenVerifier:
         except jwt.InvalidSignatureError:
             raise _unauthorized("JWSError JWSInvalidSignature") from None
         except jwt.InvalidTokenError:
-            raise _unauthorized("JWSError (CompactDecodeError Invalid number of parts: Expected 3 parts; got 1)") from None
+            raise _unauthorized("JWSError JWSInvalidToken") from None
         expires = payload.get("exp")
         if expires is not None and not isinstance(expires, (int, float)):
             raise _unauthorized("JWT claims validation or parsing error", "PGRST303")

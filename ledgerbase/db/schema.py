@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class TypeKind(str, Enum):
+class TypeKind(StrEnum):
     """How a column's values are coerced, compared and rendered on both dialects."""
 
     INTEGER = "integer"  # smallint, integer, bigint, serial
@@ -133,7 +133,7 @@ class Table:
         return any(set(key) == wanted for key in keys)
 
 
-class Cardinality(str, Enum):
+class Cardinality(StrEnum):
     """How an embedded resource relates to its parent."""
 
     MANY_TO_ONE = "m2o"

@@ -10,7 +10,7 @@ asyncpg binds directly; ``to_sqlite`` turns them into the stored forms of
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -65,8 +65,8 @@ def _parse_timestamp(pg_type: PgType, text: str, *, with_zone: bool) -> datetime
         raise _invalid(pg_type, text, "22007") from None
     if with_zone:
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
     return value.replace(tzinfo=None)
 
 

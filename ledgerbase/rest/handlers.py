@@ -16,7 +16,7 @@ from ledgerbase.errors import AuthError, LedgerbaseError
 from ledgerbase.rest import mutate
 from ledgerbase.rest.compile import ReadCompiler, Statement, compile_planned_count, compile_read
 from ledgerbase.rest.parse import parse_request, split_query
-from ledgerbase.rest.plan import ColumnOut, ReadNode, plan_read, resolve_table
+from ledgerbase.rest.plan import ReadNode, plan_read, resolve_table
 from ledgerbase.rest.request import ApiRequest, MediaType, ReturnPref
 from ledgerbase.rest.responses import (
     CONTENT_TYPES,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
 from ledgerbase.db.values import split_top_level
@@ -367,7 +368,8 @@ def parse_range(header: str | None) -> tuple[int, int | None] | None:
     last = int(match.group(2)) if match.group(2) else None
     if last is not None and last < first:
         raise LedgerbaseError("Requested range not satisfiable", code="PGRST103", status=416,
-                              details="The lower boundary must be lower than or equal to the upper boundary in the Range header.")
+                              details="The lower boundary must be lower than or equal to the upper "
+                                      "boundary in the Range header.")
     return first, last
 
 
@@ -391,18 +393,28 @@ def split_query(query_string: str) -> list[tuple[str, str]]:
     return pairs
 
 
+@dataclass(slots=True)
+class _NodeDraft:
+    """Filters, order and paging of one resource while the query string is read."""
+
+    filters: list[Condition | Logic] = field(default_factory=list)
+    order: tuple[OrderTerm, ...] = ()
+    limit: int | None = None
+    offset: int | None = None
+
+
 def parse_request(method: str, target: str, *, is_rpc: bool, query: Sequence[tuple[str, str]],
                   headers: Mapping[str, str], prefer: Sequence[str] = ()) -> ApiRequest:
     """Parse one data API request. ``headers`` has lower-case names."""
     builder = _Builder()
     select: tuple[SelectItem, ...] = (SelectField(FieldRef("*")),)
-    nodes: dict[tuple[str, ...], dict[str, object]] = {}
+    drafts: dict[tuple[str, ...], _NodeDraft] = {}
     columns: tuple[str, ...] | None = None
     on_conflict: tuple[str, ...] | None = None
     rpc_args: list[tuple[str, int]] = []
 
-    def node(path: tuple[str, ...]) -> dict[str, object]:
-        return nodes.setdefault(path, {"filters": [], "order": (), "limit": None, "offset": None})
+    def draft(path: tuple[str, ...]) -> _NodeDraft:
+        return drafts.setdefault(path, _NodeDraft())
 
     for key, value in query:
         if key == "select":
@@ -417,55 +429,58 @@ def parse_request(method: str, target: str, *, is_rpc: bool, query: Sequence[tup
             on_conflict = tuple(_unquote_name(c.strip()) for c in value.split(",") if c.strip())
             continue
         path, last = _split_key(key)
-        if last in ("order", "limit", "offset"):
-            entry = node(path)
-            if last == "order":
-                entry["order"] = parse_order(value)
-            else:
-                entry[last] = builder.slot(_parse_int(value, last))
+        if last == "order":
+            draft(path).order = parse_order(value)
+            continue
+        if last == "limit":
+            draft(path).limit = builder.slot(_parse_int(value, last))
+            continue
+        if last == "offset":
+            draft(path).offset = builder.slot(_parse_int(value, last))
             continue
         if last in LOGIC_KEYS:
-            entry = node(path)
-            entry["filters"].append(parse_logic(last, value, builder))  # type: ignore[attr-defined]
+            draft(path).filters.append(parse_logic(last, value, builder))
             continue
         if is_rpc and method in ("GET", "HEAD") and not path and "->" not in last:
             operator = _OPERATOR_RE.match(value)
             if operator is None or operator.group(2) not in OPERATORS:
                 rpc_args.append((last, builder.slot(value)))
                 continue
-        entry = node(path)
-        entry["filters"].append(parse_condition(parse_field(last, "filter"), value, builder))  # type: ignore[attr-defined]
+        draft(path).filters.append(parse_condition(parse_field(last, "filter"), value, builder))
 
     range_requested = False
     if method in ("GET", "HEAD"):
-        requested = parse_range(headers.get("range")) if headers.get("range-unit", "items") == "items" else None
+        unit = headers.get("range-unit", "items")
+        requested = parse_range(headers.get("range")) if unit == "items" else None
         if requested is not None:
             range_requested = True
-            top = node(())
-            first, last_row = requested
-            offset = builder.values[top["offset"]] if top["offset"] is not None else 0  # type: ignore[index]
-            limit = builder.values[top["limit"]] if top["limit"] is not None else None  # type: ignore[index]
-            new_offset = max(first, int(offset))  # type: ignore[call-overload]
-            end: int | None = last_row
-            if limit is not None:
-                limit_end = int(offset) + int(limit) - 1  # type: ignore[call-overload]
-                end = limit_end if end is None else min(end, limit_end)
-            top["offset"] = builder.slot(new_offset)
-            top["limit"] = builder.slot(max(0, end - new_offset + 1)) if end is not None else None
+            _apply_range(draft(()), requested, builder)
 
-    node_params = tuple(
-        NodeParams(path=path, filters=tuple(entry["filters"]),  # type: ignore[call-overload]
-                   order=entry["order"], limit_slot=entry["limit"],  # type: ignore[arg-type]
-                   offset_slot=entry["offset"])  # type: ignore[arg-type]
-        for path, entry in sorted(nodes.items())
+    nodes = tuple(
+        NodeParams(path=path, filters=tuple(item.filters), order=item.order,
+                   limit_slot=item.limit, offset_slot=item.offset)
+        for path, item in sorted(drafts.items())
     )
-    preferences = parse_prefer(prefer)
-    media = parse_accept(headers.get("accept"))
     return ApiRequest(
-        method=method, target=target, is_rpc=is_rpc, select=select, nodes=node_params,
-        preferences=preferences, media_type=media, columns=columns, on_conflict=on_conflict,
-        range_requested=range_requested, rpc_args=tuple(rpc_args), values=tuple(builder.values),
+        method=method, target=target, is_rpc=is_rpc, select=select, nodes=nodes,
+        preferences=parse_prefer(prefer), media_type=parse_accept(headers.get("accept")),
+        columns=columns, on_conflict=on_conflict, range_requested=range_requested,
+        rpc_args=tuple(rpc_args), values=tuple(builder.values),
     )
+
+
+def _apply_range(top: _NodeDraft, requested: tuple[int, int | None], builder: _Builder) -> None:
+    """Intersect a ``Range`` header with ``limit``/``offset``, as PostgREST does."""
+    first, last = requested
+    offset = int(builder.values[top.offset]) if top.offset is not None else 0  # type: ignore[call-overload]
+    limit = int(builder.values[top.limit]) if top.limit is not None else None  # type: ignore[call-overload]
+    start = max(first, offset)
+    end = last
+    if limit is not None:
+        limit_end = offset + limit - 1
+        end = limit_end if end is None else min(end, limit_end)
+    top.offset = builder.slot(start)
+    top.limit = builder.slot(max(0, end - start + 1)) if end is not None else None
 
 
 def _split_key(key: str) -> tuple[tuple[str, ...], str]:

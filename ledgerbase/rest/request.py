@@ -8,8 +8,7 @@ requests that differ only in values share one compiled SQL statement.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Union
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +53,7 @@ class SelectEmbed:
     spread: bool = False
 
 
-SelectItem = Union[SelectField, SelectEmbed]
+SelectItem = SelectField | SelectEmbed
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +99,7 @@ class NodeParams:
     offset_slot: int | None = None
 
 
-class ReturnPref(str, Enum):
+class ReturnPref(StrEnum):
     """``Prefer: return=...``."""
 
     MINIMAL = "minimal"
@@ -131,7 +130,7 @@ class Preferences:
         return ", ".join(values) or None
 
 
-class MediaType(str, Enum):
+class MediaType(StrEnum):
     """The response formats the data API can produce."""
 
     JSON = "application/json"
