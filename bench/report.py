@@ -1,0 +1,153 @@
+"""Render one run's measurements as bench/RESULTS.md: tables, ratios and target marks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from harness import READ_WORKLOADS, WORKLOAD_TITLES, WORKLOADS, Check, Measurement
+
+# Ratio of Ledgerbase (SQLite, one worker) to the hand-written sqlite3 app, per workload.
+TARGET_RATIOS = {"get_by_id": 0.6, "filtered_list": 0.6, "embed": 0.5, "insert": 0.5}
+TARGET_P99_MS = 50.0
+TARGET_P99_CONNECTIONS = 64
+# --workers 2 on PostgreSQL counts as scaling reads when it serves this much more.
+TARGET_SCALING = 1.2
+
+FIXED = "fixed"
+HANDWRITTEN = "handwritten"
+OURS_SQLITE = "ledgerbase-sqlite"
+POSTGREST = "postgrest"
+
+
+@dataclass(slots=True)
+class Report:
+    """Everything RESULTS.md says about one run."""
+
+    started: str
+    commit: str
+    command: str
+    machine: dict[str, str]
+    settings: dict[str, str]
+    labels: dict[str, str] = field(default_factory=dict)  # server name -> table label
+    server_notes: dict[str, str] = field(default_factory=dict)
+    measurements: list[Measurement] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sqlite_servers: list[str] = field(default_factory=list)
+    postgres_servers: list[str] = field(default_factory=list)
+
+    def find(self, server: str, workload: str, connections: int) -> Measurement | None:
+        for m in self.measurements:
+            if (m.server, m.workload, m.connections) == (server, workload, connections):
+                return m
+        return None
+
+
+def ratio(ours: Measurement | None, base: Measurement | None) -> float | None:
+    if ours is None or base is None or not base.rps:
+        return None
+    return ours.rps / base.rps
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def mark(passed: bool | None) -> str:
+    return "n/a" if passed is None else ("pass" if passed else "**FAIL**")
+
+
+def table(report: Report, servers: Iterable[str], connections: list[int],
+          against_postgrest: bool) -> list[str]:
+    head = ["server", "workload", "conns", "req/s", "p50 ms", "p99 ms", "errors",
+            "× fixed JSON", "× hand-written sqlite3"]
+    if against_postgrest:
+        head.append("× PostgREST")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for server in servers:
+        for workload in WORKLOADS:
+            for conns in connections:
+                m = report.find(server, workload, conns)
+                if m is None:
+                    continue
+                row = [report.labels.get(server, server), WORKLOAD_TITLES[workload], str(conns),
+                       f"{m.rps:,.0f}", f"{m.p50_ms:.2f}", f"{m.p99_ms:.2f}", str(m.errors),
+                       fmt_ratio(ratio(m, report.find(FIXED, FIXED, conns))),
+                       fmt_ratio(ratio(m, report.find(HANDWRITTEN, workload, conns)))]
+                if against_postgrest:
+                    row.append(fmt_ratio(ratio(m, report.find(POSTGREST, workload, conns))))
+                lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def targets(report: Report, connections: list[int], scaling_pair: tuple[str, str] | None,
+            ) -> list[str]:
+    lines = ["| target | conns | measured | result |", "|---|---|---|---|"]
+    for workload, wanted in TARGET_RATIOS.items():
+        for conns in connections:
+            got = ratio(report.find(OURS_SQLITE, workload, conns),
+                        report.find(HANDWRITTEN, workload, conns))
+            lines.append(f"| {WORKLOAD_TITLES[workload]}: ≥ {wanted} × hand-written | {conns} "
+                         f"| {fmt_ratio(got)} | {mark(None if got is None else got >= wanted)} |")
+    for workload in WORKLOADS:
+        m = report.find(OURS_SQLITE, workload, TARGET_P99_CONNECTIONS)
+        got_ms = None if m is None else m.p99_ms
+        lines.append(f"| {WORKLOAD_TITLES[workload]}: p99 < {TARGET_P99_MS:.0f} ms "
+                     f"| {TARGET_P99_CONNECTIONS} "
+                     f"| {'n/a' if got_ms is None else f'{got_ms:.1f} ms'} "
+                     f"| {mark(None if got_ms is None else got_ms < TARGET_P99_MS)} |")
+    if scaling_pair is not None:
+        one, more = scaling_pair
+        for workload in READ_WORKLOADS:
+            for conns in connections:
+                got = ratio(report.find(more, workload, conns), report.find(one, workload, conns))
+                passed = None if got is None else got >= TARGET_SCALING
+                lines.append(
+                    f"| PostgreSQL {WORKLOAD_TITLES[workload]}: {report.labels.get(more, more)} "
+                    f"≥ {TARGET_SCALING} × {report.labels.get(one, one)} | {conns} "
+                    f"| {fmt_ratio(got)} | {mark(passed)} |")
+    return lines
+
+
+def render(report: Report, connections: list[int],
+           scaling_pair: tuple[str, str] | None) -> str:
+    """The whole RESULTS.md text."""
+    out = ["# Benchmark results", "",
+           "Written by `bench/run.sh` (see bench/README.md). Absolute figures depend on the "
+           "machine and its neighbours; only the ratios between servers measured in this one "
+           "run mean anything.", "",
+           f"- date: {report.started}", f"- commit: `{report.commit}`",
+           f"- command: `{report.command}`"]
+    out += [f"- {key}: {value}" for key, value in report.machine.items()]
+    out += [f"- {key}: {value}" for key, value in report.settings.items()]
+    out += ["", "## Targets (Ledgerbase on SQLite, one worker, as a ratio to the hand-written "
+                "sqlite3 app)", ""]
+    out += targets(report, connections, scaling_pair)
+    out += ["", "## SQLite", "",
+            "Same database file and core for every server. Ratios: this server's req/s divided "
+            "by the fixed-JSON baseline's (same connections) and by the hand-written sqlite3 "
+            "app's (same workload and connections).", ""]
+    out += table(report, [FIXED, *report.sqlite_servers], connections, against_postgrest=False)
+    if report.postgres_servers:
+        out += ["", "## PostgreSQL", "",
+                "Same data loaded into a scratch PostgreSQL database. The baselines are the "
+                "SQLite ones above (same run, same core), so the hand-written ratio here "
+                "compares across databases.", ""]
+        out += table(report, report.postgres_servers, connections, against_postgrest=True)
+    described = [f"- {report.labels.get(name, name)}: {text}"
+                 for name, text in report.server_notes.items() if text]
+    if described:
+        out += ["", "## Servers", "", *described]
+    failed = [c for c in report.checks if not c.ok]
+    out += ["", "## Answer checks", "",
+            "Before timing a workload each server gets its request once; a workload whose "
+            "answer is wrong is not timed.", ""]
+    if failed:
+        out += [f"- {report.labels.get(c.server, c.server)} / {WORKLOAD_TITLES[c.workload]}: "
+                f"`{c.detail}`" for c in failed]
+    else:
+        out.append(f"- all {len(report.checks)} checks answered as expected")
+    if report.notes:
+        out += ["", "## Notes", "", *[f"- {note}" for note in report.notes]]
+    return "\n".join(out) + "\n"
