@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -60,6 +61,7 @@ class Server:
     prefix: str = "/rest/v1"
     env: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    script: str | None = None  # one wrk script for every workload slot (the fixed baseline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,8 @@ class Measurement:
     p50_ms: float
     p99_ms: float
     errors: int  # socket errors, timeouts and non-2xx/3xx answers
+    other_cpu: float = 0.0  # cores busy with anything but the servers and wrk meanwhile
+    round: int = 1
 
     @property
     def rps(self) -> float:
@@ -118,7 +122,7 @@ class Running:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Return once the server answers HTTP at all; raise RuntimeError if it died or hung."""
-        method, path = CHECK_REQUESTS[self.server.workloads[0]]
+        method, path = CHECK_REQUESTS[self.server.script or self.server.workloads[0]]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -148,6 +152,39 @@ class Running:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+
+def process_group_cpu(leaders: list[int]) -> float:
+    """CPU seconds used so far by every process in the given process groups."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[2]) in leaders:  # fields[2] is the process group id
+            ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def settle(running: list[Running], *, quiet: float = 0.03, window: float = 0.5,
+           limit: float = 10.0) -> float:
+    """Wait until the servers are idle (background work after a load done); seconds waited.
+
+    Idle means below ``quiet`` of a core over ``window`` seconds; gives up after ``limit``.
+    """
+    leaders = [r.process.pid for r in running]
+    started = time.monotonic()
+    before = process_group_cpu(leaders)
+    while time.monotonic() - started < limit:
+        time.sleep(window)
+        now = process_group_cpu(leaders)
+        if now - before < quiet * window:
+            break
+        before = now
+    return time.monotonic() - started
 
 
 def auth_headers(key: str) -> dict[str, str]:
@@ -211,17 +248,27 @@ def shape_problem(workload: str, answer: Any) -> str:
 
 
 def run_wrk(running: Running, workload: str, connections: int, seconds: float, *,
-            cpus: str, threads: int, output: Path | None) -> Measurement:
-    """One wrk run pinned to ``cpus``; raise RuntimeError if wrk printed no result."""
+            cpus: str, threads: int, output: Path | None,
+            others: list[Running] | None = None) -> Measurement:
+    """One wrk run pinned to ``cpus``; raise RuntimeError if wrk printed no result.
+
+    ``others`` are all servers of the run: CPU they and wrk did not use during the run
+    was used by someone else (other programs, or PostgreSQL) and is reported as noise.
+    """
+    others = others or [running]
     server = running.server
-    script = "fixed" if workload == "fixed" else workload
+    script = server.script or workload
     env = {**os.environ, "LUA_PATH": f"{WRK_DIR}/?.lua;;", "BENCH_PREFIX": server.prefix,
            "BENCH_READ_KEY": server.keys.read, "BENCH_WRITE_KEY": server.keys.write}
     command = ["taskset", "-c", cpus, "wrk", f"-t{threads}", f"-c{connections}",
                f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency",
                "-s", str(WRK_DIR / f"{script}.lua"), running.base_url]
+    leaders = [r.process.pid for r in others]
+    before = (busy_cpu(), process_group_cpu(leaders), children_cpu())
     done = subprocess.run(command, capture_output=True, text=True, env=env,
                           timeout=seconds + 60)
+    after = (busy_cpu(), process_group_cpu(leaders), children_cpu())
+    busy, ours, wrk = (b - a for a, b in zip(before, after, strict=True))
     if output is not None:
         output.write_text(f"$ {' '.join(command[3:])}\n{done.stdout}{done.stderr}")
     result = parse_wrk(done.stdout)
@@ -234,7 +281,21 @@ def run_wrk(running: Running, workload: str, connections: int, seconds: float, *
         requests=int(result["requests"]), seconds=result["duration_us"] / 1e6,
         p50_ms=result["latency_us"]["percentiles"]["50"] / 1000,
         p99_ms=result["latency_us"]["percentiles"]["99"] / 1000,
-        errors=sum(int(errors[k]) for k in ("connect", "read", "write", "status", "timeout")))
+        errors=sum(int(errors[k]) for k in ("connect", "read", "write", "status", "timeout")),
+        other_cpu=max(0.0, busy - ours - wrk) / max(result["duration_us"] / 1e6, 1e-9))
+
+
+def busy_cpu() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds used by this process's finished children (wrk, once it has exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def parse_wrk(stdout: str) -> dict[str, Any] | None:

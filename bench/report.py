@@ -38,10 +38,11 @@ class Report:
     postgres_servers: list[str] = field(default_factory=list)
 
     def find(self, server: str, workload: str, connections: int) -> Measurement | None:
-        for m in self.measurements:
-            if (m.server, m.workload, m.connections) == (server, workload, connections):
-                return m
-        return None
+        """The measurement of the median round (by req/s), or None."""
+        found = sorted((m for m in self.measurements
+                        if (m.server, m.workload, m.connections) == (server, workload, connections)),
+                       key=lambda m: m.rps)
+        return found[(len(found) - 1) // 2] if found else None
 
 
 def ratio(ours: Measurement | None, base: Measurement | None) -> float | None:
@@ -60,7 +61,7 @@ def mark(passed: bool | None) -> str:
 
 def table(report: Report, servers: Iterable[str], connections: list[int],
           against_postgrest: bool) -> list[str]:
-    head = ["server", "workload", "conns", "req/s", "p50 ms", "p99 ms", "errors",
+    head = ["server", "workload", "conns", "req/s", "p50 ms", "p99 ms", "errors", "other CPU",
             "× fixed JSON", "× hand-written sqlite3"]
     if against_postgrest:
         head.append("× PostgREST")
@@ -71,8 +72,12 @@ def table(report: Report, servers: Iterable[str], connections: list[int],
                 m = report.find(server, workload, conns)
                 if m is None:
                     continue
-                row = [report.labels.get(server, server), WORKLOAD_TITLES[workload], str(conns),
+                title = WORKLOAD_TITLES[workload]
+                if server == FIXED:
+                    title = f"fixed JSON, timed beside “{title}”"
+                row = [report.labels.get(server, server), title, str(conns),
                        f"{m.rps:,.0f}", f"{m.p50_ms:.2f}", f"{m.p99_ms:.2f}", str(m.errors),
+                       f"{m.other_cpu:.2f}",
                        fmt_ratio(ratio(m, report.find(FIXED, FIXED, conns))),
                        fmt_ratio(ratio(m, report.find(HANDWRITTEN, workload, conns)))]
                 if against_postgrest:
@@ -104,8 +109,8 @@ def targets(report: Report, connections: list[int], scaling_pair: tuple[str, str
                 got = ratio(report.find(more, workload, conns), report.find(one, workload, conns))
                 passed = None if got is None else got >= TARGET_SCALING
                 lines.append(
-                    f"| PostgreSQL {WORKLOAD_TITLES[workload]}: {report.labels.get(more, more)} "
-                    f"≥ {TARGET_SCALING} × {report.labels.get(one, one)} | {conns} "
+                    f"| PostgreSQL {WORKLOAD_TITLES[workload]}: {more.rsplit('-w', 1)[-1]} "
+                    f"workers ≥ {TARGET_SCALING} × 1 worker | {conns} "
                     f"| {fmt_ratio(got)} | {mark(passed)} |")
     return lines
 
@@ -121,13 +126,18 @@ def render(report: Report, connections: list[int],
            f"- command: `{report.command}`"]
     out += [f"- {key}: {value}" for key, value in report.machine.items()]
     out += [f"- {key}: {value}" for key, value in report.settings.items()]
-    out += ["", "## Targets (Ledgerbase on SQLite, one worker, as a ratio to the hand-written "
-                "sqlite3 app)", ""]
+    out += ["", "## Targets", "",
+            "Ledgerbase on SQLite with one worker, req/s as a ratio to the hand-written sqlite3 "
+            f"app on the same workload; p99 at {TARGET_P99_CONNECTIONS} connections; on "
+            "PostgreSQL, reads with more workers as a ratio to one worker.", ""]
     out += targets(report, connections, scaling_pair)
     out += ["", "## SQLite", "",
-            "Same database file and core for every server. Ratios: this server's req/s divided "
-            "by the fixed-JSON baseline's (same connections) and by the hand-written sqlite3 "
-            "app's (same workload and connections).", ""]
+            "Same data and core for every server. Ratios: this server's req/s divided by the "
+            "fixed-JSON baseline's (timed just before it, same connections) and by the "
+            "hand-written sqlite3 app's (same workload and connections). *other CPU*: cores "
+            "kept busy meanwhile by anything but the servers and wrk (other programs on a "
+            "shared machine; on PostgreSQL rows also PostgreSQL itself); above about 0.1 the "
+            "figure is disturbed.", ""]
     out += table(report, [FIXED, *report.sqlite_servers], connections, against_postgrest=False)
     if report.postgres_servers:
         out += ["", "## PostgreSQL", "",
