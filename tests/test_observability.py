@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -305,6 +306,19 @@ def test_metrics_instances_are_independent() -> None:
 ])
 def test_route_template(path: str, route: str) -> None:
     assert route_template(path) == route
+
+
+def test_operations_guide_matches_the_code(metrics: Metrics) -> None:
+    """docs/operations.md lists the route templates and metric names the code uses."""
+    guide = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
+    rows = re.findall(r"^\| `(/[^`]*)` \| `([^`]+)` \|$", guide, flags=re.MULTILINE)
+    assert len(rows) >= 10
+    for path, route in rows:
+        assert route_template(path) == route, path
+    documented = set(re.findall(r"^\| `(ledgerbase_\w+)` \|", guide, flags=re.MULTILINE))
+    exposed = {family.name + ("_total" if family.type == "counter" else "")
+               for family in metrics.registry.collect()}
+    assert documented == exposed
 
 
 # --- other scopes -------------------------------------------------------------------------
