@@ -23,6 +23,7 @@ from ledgerbase.db.engine import Database, PostgresDatabase, SqliteDatabase, ope
 from ledgerbase.db.introspect import introspect
 from ledgerbase.db.schema import SchemaCache
 from ledgerbase.errors import LedgerbaseError, UnavailableError
+from ledgerbase.observability import Metrics, ObservabilityMiddleware, configure_logging, metrics_response
 from ledgerbase.rest.handlers import DataApi, Incoming, Reply
 from ledgerbase.rest.responses import error_body
 
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
     """The Ledgerbase ASGI application."""
     runtime = Runtime(settings or Settings(), demo=demo)
     max_body = runtime.settings.max_body_bytes
+    metrics = Metrics()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -128,6 +130,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
             await _rest(runtime, scope, receive, send, max_body)
         elif path == "/health/live":
             await _send(send, 200, orjson.dumps({"status": "ok", "version": __version__}))
+        elif path == "/metrics":
+            await metrics_response(metrics)(scope, receive, send)
         elif path == "/health/ready":
             if await runtime.database.ping():
                 await _send(send, 200, orjson.dumps({"status": "ok"}))
@@ -138,8 +142,9 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
             error = LedgerbaseError("Not found", code="PGRST125", status=404)
             await _send(send, 404, error_body(error))
 
-    app.runtime = runtime  # type: ignore[attr-defined]
-    return app
+    observed = ObservabilityMiddleware(app, metrics, access_log=runtime.settings.access_log)
+    observed.runtime = runtime  # type: ignore[attr-defined]
+    return observed
 
 
 async def _lifespan(runtime: Runtime, receive: Receive, send: Send) -> None:
@@ -265,4 +270,6 @@ def app_from_env() -> Callable[..., Awaitable[None]]:
     """Factory for uvicorn (``--workers``): settings from ``LEDGERBASE_*`` variables."""
     import os
 
-    return create_app(Settings(), demo=os.environ.get("LEDGERBASE_DEMO") == "1")
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, demo=os.environ.get("LEDGERBASE_DEMO") == "1")

@@ -16,6 +16,7 @@ from ledgerbase import __version__
 from ledgerbase.auth.keys import load_or_create_secret, make_api_key
 from ledgerbase.config import Settings
 from ledgerbase.errors import LedgerbaseError
+from ledgerbase.observability import configure_logging
 
 app = typer.Typer(help="Ledgerbase: a PostgREST-compatible back end on SQLite or PostgreSQL.",
                   no_args_is_help=True, add_completion=False)
@@ -57,13 +58,14 @@ def serve(
         lines.append(f"  Try:  curl '{base}/rest/v1/products?select=name,price&limit=3' "
                      f"-H 'apikey: {keys['anon']}'")
     sys.stderr.write("\n".join(lines) + "\n")
+    configure_logging(settings.log_level)
     if workers > 1:
         uvicorn.run("ledgerbase.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning", access_log=False, lifespan="on")
+                    workers=workers, log_config=None, access_log=False, lifespan="on")
     else:
         from ledgerbase.app import app_from_env
 
-        uvicorn.run(app_from_env(), host=host, port=port, log_level="warning", access_log=False,
+        uvicorn.run(app_from_env(), host=host, port=port, log_config=None, access_log=False,
                     lifespan="on")
 
 

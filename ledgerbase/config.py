@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     pg_pool_size: int = 10
     statement_timeout_ms: int = 30_000
     log_level: str = "info"
+    access_log: bool = True
     db_max_rows: int | None = None
 
     def resolved_database_url(self) -> str:
