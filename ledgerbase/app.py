@@ -50,7 +50,7 @@ class Runtime:
             pool_size=settings.pg_pool_size, statement_timeout_ms=settings.statement_timeout_ms)
         self.verifier = TokenVerifier(load_or_create_secret(settings.data_dir, settings.jwt_secret))
         self.schema: SchemaCache = SchemaCache(schema=settings.db_schema, tables={},
-                                               relationships={})
+                                               relationships={}, loaded=False)
         self.api = DataApi(self.database, lambda: self.schema)
         self._watchers: list[asyncio.Task[None]] = []
         self._listener: Any = None
@@ -103,7 +103,7 @@ class Runtime:
                         if payload in ("", "reload schema"):
                             asyncio.ensure_future(self.reload_schema())
                     self._listener = await self.database.listen("pgrst", on_notify)
-                    if not self.schema.tables:
+                    if not self.schema.loaded:
                         await self.reload_schema()
                 elif self._listener is not None and self._listener.is_closed():
                     self._listener = None

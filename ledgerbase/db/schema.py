@@ -200,6 +200,7 @@ class SchemaCache:
     tables: dict[str, Table]
     relationships: dict[str, tuple[Relationship, ...]]  # by source table
     functions: dict[str, Function] = field(default_factory=dict)
+    loaded: bool = True  # False for the placeholder used until the database first answers
 
     def table(self, name: str) -> Table | None:
         """The exposed table or view called ``name``, or None."""

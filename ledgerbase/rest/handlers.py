@@ -12,7 +12,7 @@ from ledgerbase.auth.keys import Claims
 from ledgerbase.db.engine import Database, Transaction
 from ledgerbase.db.schema import Column, SchemaCache, Table, TypeKind
 from ledgerbase.db.values import coerce_json, coerce_text, to_sqlite
-from ledgerbase.errors import AuthError, LedgerbaseError
+from ledgerbase.errors import AuthError, LedgerbaseError, UnavailableError
 from ledgerbase.rest import mutate
 from ledgerbase.rest.compile import ReadCompiler, Statement, compile_planned_count, compile_read
 from ledgerbase.rest.parse import parse_request, split_query
@@ -86,6 +86,9 @@ class DataApi:
     async def handle(self, incoming: Incoming) -> Reply:
         """Answer one request below ``/rest/v1``; raises LedgerbaseError for error replies."""
         cache = self._schema()
+        if not cache.loaded:
+            raise UnavailableError("Could not query the database for the schema cache. Retrying.",
+                                   code="PGRST002")
         path = incoming.path.strip("/")
         method = incoming.method
         if path.startswith("rpc/"):

@@ -125,7 +125,7 @@ def sqlite_render(dialect: Dialect, node: ReadNode, rowids_slot: int) -> Stateme
     ids = compiler.binder.slot(rowids_slot)
     target = render_node(node)
     extra = (f"\"t0\".rowid IN (SELECT value FROM json_each({ids}))",)
-    sql = compiler.read(target, quote_ident(node.table.name), count=False, extra=extra)
+    sql = compiler.read(target, quote_ident(node.table.name), count=False, extra=extra, body_only=True)
     return compiler.statement(sql)
 
 

@@ -21,7 +21,7 @@ def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
 
 
 def sync_client(server: RunningServer, role: str = "service_role") -> SyncPostgrestClient:
-    return SyncPostgrestClient(server.rest_url, headers=server.headers(role), timeout=30)
+    return SyncPostgrestClient(server.rest_url, headers=server.headers(role))
 
 
 def test_select_filter_order_limit(server: RunningServer) -> None:
@@ -98,7 +98,7 @@ def test_rpc(server: RunningServer) -> None:
 
 @pytest.mark.anyio
 async def test_async_client(server: RunningServer) -> None:
-    async with AsyncPostgrestClient(server.rest_url, headers=server.headers(), timeout=30) as client:
+    async with AsyncPostgrestClient(server.rest_url, headers=server.headers()) as client:
         response = await (client.from_("authors").select("name,books(title)")
                           .eq("id", 2).order("id", foreign_table="books").execute())
         assert response.data == [{"name": "Italo Calvino", "books": [
