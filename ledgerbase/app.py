@@ -235,12 +235,14 @@ async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ma
         out.append((b"access-control-expose-headers",
                     b"Content-Encoding, Content-Location, Content-Range, Content-Type, Date, "
                     b"Location, Server, Transfer-Encoding, Range-Unit, Preference-Applied"))
-    content_type = reply.headers.get("Content-Type", "application/json; charset=utf-8").encode()
-    if reply.status == 204:
-        await send({"type": "http.response.start", "status": 204, "headers": out + _SECURITY_HEADERS})
+    if "Content-Type" not in reply.headers:
+        # PostgREST sends no Content-Type with an empty answer (204, 201 return=minimal)
+        if reply.status != 204:
+            out.append((b"content-length", b"0"))
+        await send({"type": "http.response.start", "status": reply.status, "headers": out + _SECURITY_HEADERS})
         await send({"type": "http.response.body", "body": b""})
         return
-    await _send(send, reply.status, reply.body, out, content_type)
+    await _send(send, reply.status, reply.body, out, reply.headers["Content-Type"].encode())
 
 
 def _cors_preflight(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -421,6 +421,8 @@ class ReadCompiler:
         for out in node.outputs:
             if isinstance(out, ColumnOut):
                 found.append((out.key, self.output_expr(alias, out)))
+            elif out.hidden:
+                continue
             elif out.spread:
                 found.extend(self._spread_exprs(alias, out))
             else:

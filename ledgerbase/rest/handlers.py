@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -135,9 +135,14 @@ class DataApi:
         total, page_total, body = row[0], int(row[1]), str(row[2])
         if self._planned(request):
             total = await self._planned_total(cache, node, request)
+        return self._page_reply(request, node, page_total, total, body, {})
+
+    def _page_reply(self, request: ApiRequest, node: ReadNode, page_total: int, total: int | None,
+                    body: str, headers: dict[str, str]) -> Reply:
+        """A page of rows with PostgREST's Content-Range, 206 and 416."""
         first = int(request.values[node.offset_slot]) if node.offset_slot is not None else 0  # type: ignore[call-overload]
         status = range_status(first, page_total, total)
-        headers = {"Content-Range": content_range(first, page_total, total)}
+        headers["Content-Range"] = content_range(first, page_total, total)
         applied = request.preferences.applied("count", "tx", "handling")
         if applied:
             headers["Preference-Applied"] = applied
@@ -194,10 +199,11 @@ class DataApi:
             raise LedgerbaseError("Empty or invalid json", code="PGRST102") from None
         if isinstance(data, dict):
             return [data]
-        if isinstance(data, list) and all(isinstance(item, dict) for item in data):
-            return data
-        raise LedgerbaseError("Empty or invalid json", code="PGRST102",
-                              details="The body must be a JSON object or an array of objects.")
+        if isinstance(data, list):
+            if all(isinstance(item, dict) for item in data):
+                return data
+            raise LedgerbaseError("All object keys must match", code="PGRST102")
+        raise LedgerbaseError("Empty or invalid json", code="PGRST102")
 
     def _write_columns(self, table: Table, request: ApiRequest,
                        rows: list[dict[str, Any]]) -> tuple[Column, ...]:
@@ -236,9 +242,16 @@ class DataApi:
                     raise LedgerbaseError(f"column {table.name}.{name} does not exist", code="42703")
         node = self._returned_node(cache, table, request)
         if prefs.resolution is not None and not (request.on_conflict or table.primary_key):
-            raise LedgerbaseError("there is no unique or exclusion constraint matching the "
-                                  "ON CONFLICT specification", code="42P10")
+            # PostgREST ignores a resolution it has no key for
+            request = replace(request, preferences=replace(prefs, resolution=None, given=tuple(
+                item for item in prefs.given if item[0] != "resolution")))
+            prefs = request.preferences
         groups = _group_rows(rows, columns, missing_default=prefs.missing_default)
+        if not columns and rows:
+            # every column takes its default: one row at a time, as DEFAULT VALUES inserts one
+            groups = [((), [row]) for row in rows]
+        elif not rows:
+            groups = []
 
         async def work(tx: Transaction) -> tuple[int, int, list[str], str | None]:
             affected = inserted = 0
@@ -327,7 +340,7 @@ class DataApi:
                       incoming: Incoming) -> Reply:
         _check_limited(request)
         rows = self._payload_rows(incoming, request)
-        if len(rows) != 1 and not (request.columns and rows):
+        if len(rows) > 1:
             raise LedgerbaseError("Empty or invalid json", code="PGRST102",
                                   details="PATCH takes one JSON object.")
         columns = self._write_columns(table, request, rows[:1])
@@ -337,7 +350,7 @@ class DataApi:
             return self._write_reply(200, request, node if want_body else None, 0, "[]",
                                      {"Content-Range": "*/*"}, ["return"])
         names = tuple(c.name for c in columns)
-        values = rows[0]
+        values = rows[0] if rows else {}
 
         async def work(tx: Transaction) -> tuple[int, int, list[str], str | None]:
             if not self.sqlite:
@@ -502,11 +515,10 @@ class DataApi:
         headers = {"Content-Type": CONTENT_TYPES[request.media_type].decode()}
         if run_read and node is not None:
             total, page_total, body = rows[0]
-            first = int(request.values[node.offset_slot]) if node.offset_slot is not None else 0  # type: ignore[call-overload]
-            headers["Content-Range"] = content_range(first, int(page_total), total)
             if not function.returns_set:
+                headers["Content-Range"] = content_range(0, int(page_total), total)
                 return Reply(200, singular(str(body), int(page_total)).encode(), headers)
-            return Reply(200, self._format(str(body), int(page_total), node, request.media_type), headers)
+            return self._page_reply(request, node, int(page_total), total, str(body), headers)
         value = rows[0][0] if rows else None
         if function.return_type.name == "void":
             return Reply(204, b"", {})

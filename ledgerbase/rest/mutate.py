@@ -18,7 +18,7 @@ from ledgerbase.rest.plan import ReadNode
 
 def render_node(node: ReadNode) -> ReadNode:
     """``node`` without its top-level filters and paging: for rendering rows already chosen."""
-    return replace(node, filters=(), order=(), limit_slot=None, offset_slot=None)
+    return replace(node, filters=(), limit_slot=None, offset_slot=None)
 
 
 def _columns_sql(columns: tuple[str, ...]) -> str:
@@ -60,12 +60,13 @@ def pg_insert(dialect: Dialect, table: Table, columns: tuple[str, ...], body_slo
     """INSERT ... SELECT FROM json_populate_recordset(body) [ON CONFLICT ...] RETURNING."""
     compiler = ReadCompiler(dialect)
     name = f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
-    body = compiler.binder.slot(body_slot)
     column_list = _columns_sql(columns)
-    source = (f"SELECT {column_list} FROM json_populate_recordset(NULL::{name}, {body}::json)"
-              if columns else f"SELECT FROM json_array_elements({body}::json)")
-    insert = (f"INSERT INTO {name} ({column_list}) {source}" if columns
-              else f"INSERT INTO {name} DEFAULT VALUES")
+    if columns:
+        body = compiler.binder.slot(body_slot)
+        insert = (f"INSERT INTO {name} ({column_list}) SELECT {column_list} FROM "
+                  f"json_populate_recordset(NULL::{name}, {body}::json)")
+    else:
+        insert = f"INSERT INTO {name} DEFAULT VALUES"
     mutation = (f"{insert}{_conflict_sql(table, columns, on_conflict, resolution)} "
                 f"RETURNING {name}.*, (xmax = 0) AS _lb_inserted")
     return _pg_outcome(dialect, table, node, mutation, compiler, inserted=True)

@@ -246,12 +246,13 @@ def _parse_logic_children(body: str, raw: str, builder: _Builder) -> tuple[Condi
     children: list[Condition | Logic] = []
     for part in split_top_level(body, ","):
         part = part.strip()
-        nested = re.match(r"^(not\.)?(and|or)\((.*)\)$", part, re.DOTALL)
+        nested = re.match(r"^(not\.)?(and|or)\s*\((.*)\)$", part, re.DOTALL)
         if nested:
             children.append(Logic(conjunction=nested.group(2), negated=nested.group(1) is not None,
                                   children=_parse_logic_children(nested.group(3), raw, builder)))
             continue
         name, dot, expression = part.partition(".")
+        name, expression = name.strip(), expression.strip()
         if not dot or not name:
             raise _fail("logic tree", raw, f"expecting field.operator.value in {part!r}")
         children.append(parse_condition(parse_field(name, "logic tree"), expression, builder,
@@ -433,6 +434,9 @@ def parse_request(method: str, target: str, *, is_rpc: bool, query: Sequence[tup
             draft(path).order = parse_order(value)
             continue
         if last == "limit":
+            if re.fullmatch(r"\s*-\d+\s*", value):
+                raise LedgerbaseError("Requested range not satisfiable", code="PGRST103", status=416,
+                                      details="Limit should be greater than or equal to zero.")
             draft(path).limit = builder.slot(_parse_int(value, last))
             continue
         if last == "offset":

@@ -13,6 +13,7 @@ from ledgerbase.db.schema import Cardinality, Column, Relationship, SchemaCache,
 from ledgerbase.errors import LedgerbaseError, SchemaError
 from ledgerbase.rest.request import (
     ApiRequest,
+    NodeParams,
     Condition,
     JsonStep,
     Logic,
@@ -81,6 +82,7 @@ class EmbedOut:
     relationship: Relationship
     inner: bool
     spread: bool
+    hidden: bool = False  # ``rel()``: used to filter (with !inner), not output
 
     @property
     def to_one(self) -> bool:
@@ -102,6 +104,7 @@ class ReadNode:
     order: tuple[ResolvedOrder, ...] = ()
     limit_slot: int | None = None
     offset_slot: int | None = None
+    addresses: tuple[tuple[str, ...], ...] = ()  # the paths (by alias or by name) that reach it
 
 
 def resolve_table(cache: SchemaCache, name: str) -> Table:
@@ -123,28 +126,43 @@ def resolve_column(table: Table, name: str) -> Column:
 
 def plan_read(cache: SchemaCache, table: Table, request: ApiRequest) -> ReadNode:
     """Plan the read part of ``request`` (the select tree, filters, order, paging)."""
-    node = _plan_node(cache, table, request.select, (), request)
+    node = _plan_node(cache, table, request.select, ((),), request)
     known = _paths(node)
     for params in request.nodes:
         if params.path not in known:
+            name = params.path[-1]
             raise LedgerbaseError(
-                f"'{'.'.join(params.path)}' is not an embedded resource in this request",
-                code="PGRST108",
-                hint=f"Verify that '{'.'.join(params.path)}' is included in the 'select' query parameter.",
+                f"'{name}' is not an embedded resource in this request", code="PGRST108",
+                hint=f"Verify that '{name}' is included in the 'select' query parameter.",
             )
     return node
 
 
 def _paths(node: ReadNode) -> set[tuple[str, ...]]:
-    found = {node.path}
+    found = set(node.addresses) | {node.path}
     for output in node.outputs:
         if isinstance(output, EmbedOut):
             found |= _paths(output.node)
     return found
 
 
+def _node_params(request: ApiRequest, addresses: tuple[tuple[str, ...], ...]) -> NodeParams | None:
+    """The filters, order and paging given for a resource under any of its addresses, merged."""
+    found = [params for address in addresses if (params := request.node(address)) is not None]
+    if not found:
+        return None
+    if len(found) == 1:
+        return found[0]
+    return NodeParams(
+        path=found[0].path, filters=tuple(f for params in found for f in params.filters),
+        order=next((params.order for params in found if params.order), ()),
+        limit_slot=next((p.limit_slot for p in found if p.limit_slot is not None), None),
+        offset_slot=next((p.offset_slot for p in found if p.offset_slot is not None), None),
+    )
+
+
 def _plan_node(cache: SchemaCache, table: Table, select: tuple[SelectItem, ...],
-               path: tuple[str, ...], request: ApiRequest) -> ReadNode:
+               addresses: tuple[tuple[str, ...], ...], request: ApiRequest) -> ReadNode:
     outputs: list[Output] = []
     for item in select:
         if isinstance(item, SelectField):
@@ -160,24 +178,26 @@ def _plan_node(cache: SchemaCache, table: Table, select: tuple[SelectItem, ...],
             outputs.append(ColumnOut(key=item.alias or item.field.output_name, column=column,
                                      path=item.field.path, cast=cast))
         else:
-            outputs.append(_plan_embed(cache, table, item, path, request))
-    params = request.node(path)
+            outputs.append(_plan_embed(cache, table, item, addresses, request))
+    params = _node_params(request, addresses)
     filters = tuple(_resolve_filter(table, f) for f in params.filters) if params else ()
     order = tuple(_resolve_order(cache, table, term) for term in params.order) if params else ()
-    return ReadNode(table=table, path=path, outputs=tuple(outputs), filters=filters, order=order,
-                    limit_slot=params.limit_slot if params else None,
-                    offset_slot=params.offset_slot if params else None)
+    return ReadNode(table=table, path=addresses[0], outputs=tuple(outputs), filters=filters,
+                    order=order, limit_slot=params.limit_slot if params else None,
+                    offset_slot=params.offset_slot if params else None, addresses=addresses)
 
 
-def _plan_embed(cache: SchemaCache, table: Table, item: SelectEmbed, path: tuple[str, ...],
-                request: ApiRequest) -> EmbedOut:
+def _plan_embed(cache: SchemaCache, table: Table, item: SelectEmbed,
+                addresses: tuple[tuple[str, ...], ...], request: ApiRequest) -> EmbedOut:
     relationship = find_relationship(cache, table, item.relation, item.hint)
     target = resolve_table(cache, relationship.target)
     key = item.alias or item.relation
-    select = item.items or ()
-    child = _plan_node(cache, target, select, path + (key,), request)
+    # PostgREST lets embedded parameters name an aliased embed by its alias or its relation
+    names = (key,) if key == item.relation else (key, item.relation)
+    child_addresses = tuple(address + (name,) for name in names for address in addresses)
+    child = _plan_node(cache, target, item.items, child_addresses, request)
     embed = EmbedOut(key=key, node=child, relationship=relationship, inner=item.inner,
-                     spread=item.spread)
+                     spread=item.spread, hidden=not item.items)
     if item.spread and not embed.to_one:
         raise LedgerbaseError(
             f"A spread operation on '{item.relation}' is not possible",
@@ -191,7 +211,9 @@ def find_relationship(cache: SchemaCache, table: Table, name: str, hint: str | N
     """The relationship embedding ``name`` in ``table`` rows (PGRST200 / PGRST201 otherwise)."""
     candidates = [
         rel for rel in cache.relationships_from(table.name)
-        if rel.target == name
+        # a self-reference's parent (many-to-one) is embedded by column or constraint name only
+        if (rel.target == name and not (rel.source == rel.target and rel.junction is None
+                                        and rel.cardinality is Cardinality.MANY_TO_ONE))
         or (rel.cardinality in (Cardinality.MANY_TO_ONE, Cardinality.ONE_TO_ONE)
             and rel.source_columns == (name,))
         or (rel.constraint == name and rel.junction is None)

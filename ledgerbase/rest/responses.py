@@ -12,7 +12,7 @@ import orjson
 
 from ledgerbase.db.schema import TypeKind
 from ledgerbase.errors import LedgerbaseError
-from ledgerbase.rest.plan import ColumnOut, ReadNode
+from ledgerbase.rest.plan import ColumnOut, EmbedOut, ReadNode
 from ledgerbase.rest.request import MediaType
 
 CONTENT_TYPES = {
@@ -80,6 +80,8 @@ def to_csv(body: str, node: ReadNode) -> str:
     kinds: dict[str, TypeKind] = {}
     keys: list[str] = []
     for out in node.outputs:
+        if isinstance(out, EmbedOut) and out.hidden:
+            continue
         keys.append(out.key)
         if isinstance(out, ColumnOut) and not out.cast and not out.path:
             kinds[out.key] = out.column.type.kind
@@ -106,7 +108,7 @@ def parse_csv_body(text: str) -> list[dict[str, Any]]:
         if not record:
             continue
         if len(record) != len(header):
-            raise LedgerbaseError("All lines must have the same number of fields", code="PGRST102")
+            raise LedgerbaseError("All lines must have same number of fields", code="PGRST102")
         rows.append({key: (None if value in ("", "NULL") else value)
                      for key, value in zip(header, record, strict=True)})
     return rows

@@ -252,7 +252,7 @@ CASES = [
     Case("patch with limit needs order", "/books?limit=1", method="PATCH", headers=ROLLBACK, body={"price": 1},
          status=400, contains={"code": "PGRST109"}),
     Case("patch with order and limit", "/books?order=id.desc&limit=2&select=id", method="PATCH",
-         headers={"Prefer": "return=representation,tx=rollback"}, body={"price": 1}, json=ids(5, 6)),
+         headers={"Prefer": "return=representation,tx=rollback"}, body={"price": 1}, json=ids(6, 5)),
     Case("singular patch of two rows fails", "/books?author_id=eq.1", method="PATCH",
          headers={"Accept": "application/vnd.pgrst.object+json"}, body={"title": "Same"}, status=406,
          contains={"code": "PGRST116"}),
