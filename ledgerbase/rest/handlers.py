@@ -16,8 +16,8 @@ from ledgerbase.errors import AuthError, LedgerbaseError, UnavailableError
 from ledgerbase.rest import mutate
 from ledgerbase.rest.compile import ReadCompiler, Statement, compile_planned_count, compile_read
 from ledgerbase.rest.parse import parse_request, split_query
-from ledgerbase.rest.plan import ReadNode, plan_read, resolve_table
-from ledgerbase.rest.request import ApiRequest, MediaType, ReturnPref
+from ledgerbase.rest.plan import ReadNode, plan_read, resolve_column, resolve_table
+from ledgerbase.rest.request import ApiRequest, Condition, MediaType, ReturnPref
 from ledgerbase.rest.responses import (
     CONTENT_TYPES,
     content_range,
@@ -27,7 +27,7 @@ from ledgerbase.rest.responses import (
     to_csv,
 )
 
-WRITE_METHODS = frozenset({"POST", "PATCH", "DELETE"})
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass(slots=True)
@@ -98,7 +98,9 @@ class DataApi:
                                   status=404)
         table = resolve_table(cache, path)
         if method == "OPTIONS":
-            allow = "OPTIONS,GET,HEAD,POST,PATCH,DELETE" if table.insertable else "OPTIONS,GET,HEAD"
+            allow = "OPTIONS,GET,HEAD"
+            if table.insertable:
+                allow += ",POST,PUT,PATCH,DELETE" if table.primary_key else ",POST,PATCH,DELETE"
             return Reply(200, headers={"Allow": allow, "Access-Control-Allow-Origin": "*"})
         if method not in ("GET", "HEAD") and method not in WRITE_METHODS:
             raise LedgerbaseError(f"Unsupported HTTP method: {method}", code="PGRST117", status=405)
@@ -110,6 +112,8 @@ class DataApi:
         _require_writer(incoming.claims, table)
         if method == "POST":
             return await self._insert(cache, table, request, incoming)
+        if method == "PUT":
+            return await self._put(cache, table, request, incoming)
         if method == "PATCH":
             return await self._update(cache, table, request, incoming)
         return await self._delete(cache, table, request)
@@ -231,6 +235,45 @@ class DataApi:
             return None
         return plan_read(cache, table, request)
 
+    async def _put(self, cache: SchemaCache, table: Table, request: ApiRequest,
+                   incoming: Incoming) -> Reply:
+        """PUT: insert or replace the one row the primary key filters name (as PostgREST)."""
+        top = request.node(())
+        if top is not None and (top.limit_slot is not None or top.offset_slot is not None):
+            raise LedgerbaseError("limit/offset querystring parameters are not allowed for PUT",
+                                  code="PGRST114")
+        filters = top.filters if top is not None else ()
+        keyed = {f.field.name: f for f in filters
+                 if isinstance(f, Condition) and f.operator == "eq" and not f.negated
+                 and f.quantifier is None and not f.field.path}
+        if (not table.primary_key or len(keyed) != len(filters)
+                or set(keyed) != set(table.primary_key) or len(request.nodes) > 1):
+            raise LedgerbaseError("Filters must include all and only primary key columns with 'eq' operators",
+                                  code="PGRST105", status=405)
+        rows = self._payload_rows(incoming, request)[:1]
+        columns = self._write_columns(table, request, rows)
+        for name, condition in keyed.items():
+            column = resolve_column(table, name)
+            given = rows[0].get(name) if rows else None
+            wanted = coerce_text(column.type, str(request.values[condition.slot]))
+            if given is None or coerce_json(column.type, given) != wanted:
+                raise LedgerbaseError("Payload values do not match URL in primary key column(s)",
+                                      code="PGRST115")
+        prefs = replace(request.preferences, resolution="merge-duplicates")
+        upsert = replace(request, preferences=prefs, on_conflict=table.primary_key,
+                         nodes=tuple(n for n in request.nodes if n.path))
+        node = self._returned_node(cache, table, upsert)
+        affected, inserted, bodies, _ = await self._write_rows(table, upsert, node, rows, columns)
+        headers: dict[str, str] = {}
+        applied = request.preferences.applied("return", "count", "tx", "handling")
+        if applied:
+            headers["Preference-Applied"] = applied
+        if node is None:
+            return Reply(204, b"", headers)
+        headers["Content-Type"] = CONTENT_TYPES[request.media_type].decode()
+        return Reply(201 if inserted > 0 else 200,
+                     self._format(_merge_arrays(bodies), affected, node, request.media_type), headers)
+
     async def _insert(self, cache: SchemaCache, table: Table, request: ApiRequest,
                       incoming: Incoming) -> Reply:
         rows = self._payload_rows(incoming, request)
@@ -246,6 +289,24 @@ class DataApi:
             request = replace(request, preferences=replace(prefs, resolution=None, given=tuple(
                 item for item in prefs.given if item[0] != "resolution")))
             prefs = request.preferences
+        affected, inserted, bodies, location = await self._write_rows(table, request, node, rows, columns)
+        status = 200 if prefs.resolution == "merge-duplicates" and inserted <= 0 else 201
+        headers = {"Content-Range": "*/" + (str(affected) if prefs.count else "*")}
+        if location and table.primary_key and prefs.return_ is ReturnPref.HEADERS_ONLY:
+            keys = orjson.loads(location)
+            headers["Location"] = f"/{table.name}?" + "&".join(
+                f"{column}=eq.{value}" for column, value in zip(table.primary_key, keys, strict=True))
+        keys_applied = ["missing", "return", "count", "tx", "handling"]
+        if table.primary_key or request.on_conflict:
+            keys_applied.append("resolution")
+        return self._write_reply(status, request, node, affected, _merge_arrays(bodies), headers,
+                                 keys_applied)
+
+    async def _write_rows(self, table: Table, request: ApiRequest, node: ReadNode | None,
+                          rows: list[dict[str, Any]], columns: tuple[Column, ...]
+                          ) -> tuple[int, int, list[str], str | None]:
+        """Insert (or upsert) ``rows``; returns (affected, inserted, bodies, location key)."""
+        prefs = request.preferences
         groups = _group_rows(rows, columns, missing_default=prefs.missing_default)
         if not columns and rows:
             # every column takes its default: one row at a time, as DEFAULT VALUES inserts one
@@ -270,18 +331,7 @@ class DataApi:
                 location = location or outcome[3]
             return affected, inserted, bodies, location
 
-        affected, inserted, bodies, location = await self._run_write(request, work, node)
-        status = 200 if prefs.resolution == "merge-duplicates" and inserted <= 0 else 201
-        headers = {"Content-Range": "*/" + (str(affected) if prefs.count else "*")}
-        if location and table.primary_key and prefs.return_ is ReturnPref.HEADERS_ONLY:
-            keys = orjson.loads(location)
-            headers["Location"] = f"/{table.name}?" + "&".join(
-                f"{column}=eq.{value}" for column, value in zip(table.primary_key, keys, strict=True))
-        keys_applied = ["missing", "return", "count", "tx", "handling"]
-        if table.primary_key or request.on_conflict:
-            keys_applied.append("resolution")
-        return self._write_reply(status, request, node, affected, _merge_arrays(bodies), headers,
-                                 keys_applied)
+        return await self._run_write(request, work, node)
 
     async def _pg_insert(self, tx: Transaction, table: Table, request: ApiRequest,
                          node: ReadNode | None, columns: tuple[Column, ...],

@@ -13,10 +13,10 @@ from ledgerbase.db.schema import Cardinality, Column, Relationship, SchemaCache,
 from ledgerbase.errors import LedgerbaseError, SchemaError
 from ledgerbase.rest.request import (
     ApiRequest,
-    NodeParams,
     Condition,
     JsonStep,
     Logic,
+    NodeParams,
     OrderTerm,
     SelectEmbed,
     SelectField,
