@@ -22,7 +22,7 @@ from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokens import Token, TokenType  # type: ignore[attr-defined]  # re-exported by sqlglot.tokens
 
 from ledgerbase.db.schema import PgType, TypeKind
 from ledgerbase.db.values import coerce_text, split_top_level, to_sqlite
@@ -53,7 +53,7 @@ _DELETE_TABLE_POLICIES = "DELETE FROM _ledgerbase_policies WHERE table_name = ?"
 _IGNORED = {"COMMENT", "GRANT", "REVOKE", "CREATE ROLE", "CREATE USER", "CREATE EXTENSION",
             "CREATE SCHEMA", "ALTER DEFAULT PRIVILEGES"}
 
-_SIMPLE_TYPES: dict[exp.DataType.Type, str] = {
+_SIMPLE_TYPES: dict[exp.DType, str] = {
     exp.DataType.Type.INT: "integer", exp.DataType.Type.BIGINT: "bigint",
     exp.DataType.Type.SMALLINT: "smallint", exp.DataType.Type.BOOLEAN: "boolean",
     exp.DataType.Type.TEXT: "text", exp.DataType.Type.FLOAT: "real",
@@ -62,7 +62,7 @@ _SIMPLE_TYPES: dict[exp.DataType.Type, str] = {
     exp.DataType.Type.TIME: "time", exp.DataType.Type.UUID: "uuid", exp.DataType.Type.JSON: "json",
     exp.DataType.Type.JSONB: "jsonb", exp.DataType.Type.VARBINARY: "bytea",
 }
-_SIZED_TYPES: dict[exp.DataType.Type, str] = {
+_SIZED_TYPES: dict[exp.DType, str] = {
     exp.DataType.Type.DECIMAL: "numeric", exp.DataType.Type.VARCHAR: "varchar",
     exp.DataType.Type.CHAR: "character",
 }
@@ -230,7 +230,7 @@ class _StatementTranslator:
     def emit(self, sql: str, params: tuple[Any, ...] = ()) -> TranslatedStatement:
         return TranslatedStatement(line=self.source.line, sql=sql, params=params)
 
-    def line_of(self, node: exp.Expression) -> int:
+    def line_of(self, node: exp.Expr) -> int:
         """The file line of a parsed node, when sqlglot kept its position."""
         meta = node.meta if isinstance(node, exp.Identifier) else getattr(node.this, "meta", {})
         relative = meta.get("line") if isinstance(meta, dict) else None
@@ -255,7 +255,7 @@ class _StatementTranslator:
             raise self.refuse(_describe_unsupported(construct, self.source.text))
         return handler()
 
-    def parse(self, construct: str, text: str | None = None) -> exp.Expression:
+    def parse(self, construct: str, text: str | None = None) -> exp.Expr:
         """Parse the statement with sqlglot; unknown syntax is refused."""
         try:
             parsed = sqlglot.parse_one(text or self.source.text, read="postgres")
@@ -266,7 +266,7 @@ class _StatementTranslator:
             raise self.refuse(construct, "syntax not understood")
         return normalize_identifiers(parsed, dialect="postgres")
 
-    def sqlite(self, node: exp.Expression) -> str:
+    def sqlite(self, node: exp.Expr) -> str:
         return node.sql(dialect="sqlite")
 
     # --- tables --------------------------------------------------------------------------
@@ -344,7 +344,7 @@ class _StatementTranslator:
                 self.transform_tree(kind, lambda name: declared if name == column.name else None)
         return declared
 
-    def default(self, value: exp.Expression, pg_type: PgType, line: int) -> exp.Expression:
+    def default(self, value: exp.Expr, pg_type: PgType, line: int) -> exp.Expr:
         """A column default in the stored form of ``pg_type``."""
         if isinstance(value, exp.Paren):
             value = value.this
@@ -355,7 +355,7 @@ class _StatementTranslator:
         converted = self.transform_tree(value, lambda _name: None)
         return converted if isinstance(converted, exp.Var) else exp.Paren(this=converted)
 
-    def value(self, value: exp.Expression, pg_type: PgType | None, line: int) -> exp.Expression:
+    def value(self, value: exp.Expr, pg_type: PgType | None, line: int) -> exp.Expr:
         """A literal value converted to its stored form when its column type is known."""
         if isinstance(value, exp.Cast) and value.this.is_string:
             target = self.cast_type(value)
@@ -366,7 +366,7 @@ class _StatementTranslator:
             return exp.Literal.number(1 if value.this else 0)
         return self.transform_tree(value, lambda _name: None)
 
-    def literal(self, text: str, pg_type: PgType, line: int) -> exp.Expression:
+    def literal(self, text: str, pg_type: PgType, line: int) -> exp.Expr:
         """A string literal of ``pg_type`` in its stored form."""
         kind = pg_type.kind
         if kind in (TypeKind.TEXT, TypeKind.OTHER):
@@ -390,7 +390,7 @@ class _StatementTranslator:
         name = canonical_type(cast.to)
         return PgType.parse(name) if name else None
 
-    def table_name(self, table: exp.Expression) -> str:
+    def table_name(self, table: exp.Expr) -> str:
         """The name of a table reference; only the ``public`` schema exists on SQLite."""
         if not isinstance(table, exp.Table):
             raise self.refuse("a table reference " + table.sql("postgres"))
@@ -403,11 +403,11 @@ class _StatementTranslator:
 
     # --- expressions ---------------------------------------------------------------------
 
-    def transform_tree(self, node: exp.Expression,
-                       column_type: Callable[[str], str | None]) -> exp.Expression:
+    def transform_tree(self, node: exp.Expr,
+                       column_type: Callable[[str], str | None]) -> exp.Expr:
         """Rewrite PostgreSQL-only expressions for SQLite (in place where possible)."""
 
-        def rewrite(item: exp.Expression) -> exp.Expression:
+        def rewrite(item: exp.Expr) -> exp.Expr:
             if isinstance(item, exp.Boolean):
                 return exp.Literal.number(1 if item.this else 0)
             if _is_now(item):
@@ -440,9 +440,9 @@ class _StatementTranslator:
                     comparison.set(other, self.literal(value.this, PgType.parse(declared),
                                                        self.source.line))
 
-    def cast(self, cast: exp.Cast) -> exp.Expression:
+    def cast(self, cast: exp.Cast) -> exp.Expr:
         target = self.cast_type(cast)
-        inner = cast.this
+        inner: exp.Expr = cast.this
         if target is None:
             raise self.refuse("cast to " + cast.to.sql("postgres").lower())
         if isinstance(inner, exp.Literal) and inner.is_string:
@@ -666,14 +666,14 @@ class _StatementTranslator:
             break
         return statements
 
-    def parse_body(self, body: str) -> list[exp.Expression | None]:
+    def parse_body(self, body: str) -> list[exp.Expr | None]:
         try:
             return sqlglot.parse(body, read="postgres")
         except (ParseError, TokenError) as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise self.fail(f"cannot parse the body of CREATE FUNCTION: {first}") from None
 
-    def bind_parameters(self, body: exp.Expression, header: _FunctionHeader) -> None:
+    def bind_parameters(self, body: exp.Expr, header: _FunctionHeader) -> None:
         """Replace argument references by ``:name`` placeholders (columns win, as in PostgreSQL)."""
         names = [name for name, _type, _default in header.params]
         defaults = {name: default for name, _type, default in header.params if default is not None}
@@ -681,14 +681,14 @@ class _StatementTranslator:
         for table in body.find_all(exp.Table):
             visible.update(self.tables.get(table.name, {}))
 
-        def placeholder(name: str) -> exp.Expression:
-            bound: exp.Expression = exp.Placeholder(this=name)
+        def placeholder(name: str) -> exp.Expr:
+            bound: exp.Expr = exp.Placeholder(this=name)
             if name in defaults:
                 bound = exp.Coalesce(this=bound, expressions=[self.transform_tree(
                     sqlglot.parse_one(defaults[name], read="postgres"), lambda _name: None)])
             return bound
 
-        def rewrite(item: exp.Expression) -> exp.Expression:
+        def rewrite(item: exp.Expr) -> exp.Expr:
             if isinstance(item, exp.Parameter):
                 position = int(item.name) if item.name.isdigit() else 0
                 if not 1 <= position <= len(names):
@@ -846,7 +846,7 @@ def _table_primary_key(schema: exp.Schema) -> list[str]:
     return []
 
 
-def _is_now(node: exp.Expression) -> bool:
+def _is_now(node: exp.Expr) -> bool:
     return isinstance(node, exp.CurrentTimestamp | exp.Localtimestamp) or (
         isinstance(node, exp.Anonymous) and str(node.this).lower() in _NOW_FUNCTIONS)
 
@@ -859,7 +859,7 @@ def _now_sql(pg_type: PgType) -> str:
     return TIMESTAMPTZ_NOW
 
 
-def _is_negative_number(node: exp.Expression) -> bool:
+def _is_negative_number(node: exp.Expr) -> bool:
     return isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from pathlib import Path
 
 import orjson
 import pytest
@@ -228,3 +230,24 @@ def test_policies_are_stored_as_written() -> None:
         (4, "DELETE", ("notes", "old_one")),
         (5, "DELETE", ("notes",)),
     ]
+
+
+def _doc_sql_blocks() -> list[str]:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "migrations.md").read_text()
+    return re.findall(r"```sql\n(.*?)```", text, re.DOTALL)
+
+
+def test_documented_examples_translate_as_documented() -> None:
+    blocks = _doc_sql_blocks()
+    assert len(blocks) == 3
+    postgres_only, functions, policies = blocks
+    with pytest.raises(TranslationError, match="setval"):
+        translate_to_sqlite(postgres_only, "002_sequences.sql")
+    rows = [s.params for s in translate_to_sqlite(functions, "m.sql", {"products": {"id": "bigint",
+                                                                                  "price": "numeric(10,2)"}})]
+    assert [(row[0], row[4]) for row in rows] == [
+        ("products_under", "SELECT * FROM products WHERE price <= :max_price ORDER BY id NULLS LAST"),
+        ("add_numbers", "SELECT :a + COALESCE(:b, 0)"),
+    ]
+    assert [s.params[:2] for s in translate_to_sqlite(policies, "m.sql")] == [
+        ("notes",), ("notes", None), ("notes", "owners read their notes")]
