@@ -416,3 +416,25 @@ def test_postgres_runs_files_as_written(postgres_database: str, tmp_path: Path) 
     assert query(postgres_database, "SELECT tags FROM docs") == [(["a", "b"],)]
     assert query(postgres_database, "SELECT count(*) FROM information_schema.schemata "
                                     "WHERE schema_name = 'ledgerbase'") == [(1,)]
+
+
+def test_sqlite_converts_values_for_tables_of_earlier_files(sqlite_url: str, tmp_path: Path) -> None:
+    directory = write(tmp_path / "migrations", {
+        "001.sql": "CREATE TABLE events (id integer PRIMARY KEY, done boolean, at timestamptz);",
+        "002.sql": "ALTER TABLE events ADD COLUMN payload jsonb NOT NULL DEFAULT '{}'::jsonb;\n"
+                   "INSERT INTO events VALUES (1, 'true', '2024-01-15 12:30:00+02', '{ \"k\": 1 }');",
+    })
+    run(sqlite_url, directory)
+    assert query(sqlite_url, "SELECT id, done, at, payload FROM events") == [
+        (1, 1, "2024-01-15T10:30:00+00:00", '{"k":1}')]
+
+
+def test_sqlite_reports_statements_it_rejects_at_apply_time(sqlite_url: str, tmp_path: Path) -> None:
+    directory = write(tmp_path / "migrations", {
+        "001.sql": LOG_TABLE,
+        "002.sql": "INSERT INTO log (name) VALUES ('kept?');\n"
+                   "ALTER TABLE log ADD COLUMN at timestamptz DEFAULT now();\n",
+    })
+    with pytest.raises(MigrationError, match=r"^002\.sql line 2: Cannot add a column with non-constant default"):
+        run(sqlite_url, directory)
+    assert query(sqlite_url, "SELECT count(*) FROM log") == [(0,)]
