@@ -70,6 +70,8 @@ _SERIAL_TYPES: dict[str, str] = {
     "serial": "integer", "serial4": "integer", "bigserial": "bigint", "serial8": "bigint",
     "smallserial": "smallint", "serial2": "smallint",
 }
+_TABLE_CONSTRAINTS = (exp.PrimaryKey, exp.ForeignKey, exp.Constraint, exp.UniqueColumnConstraint,
+                      exp.CheckColumnConstraint)
 _SEQUENCE_FUNCTIONS = {"nextval", "setval", "currval", "lastval"}
 _NOW_FUNCTIONS = {"transaction_timestamp", "statement_timestamp", "clock_timestamp"}
 _FUNCTION_OPTIONS = {"LANGUAGE", "AS", "IMMUTABLE", "STABLE", "VOLATILE", "STRICT", "CALLED",
@@ -253,7 +255,10 @@ class _StatementTranslator:
         handler = handlers.get(construct)
         if handler is None:
             raise self.refuse(_describe_unsupported(construct, self.source.text))
-        return handler()
+        try:
+            return handler()
+        except IndexError:  # a statement cut short: the token readers ran off its end
+            raise self.fail(f"cannot parse {construct}: the statement is incomplete") from None
 
     def parse(self, construct: str, text: str | None = None) -> exp.Expr:
         """Parse the statement with sqlglot; unknown syntax is refused."""
@@ -290,8 +295,10 @@ class _StatementTranslator:
                 is_pk = item.name in table_pk and len(table_pk) == 1
                 columns[item.name] = self.column(item, table, table_pk_column=is_pk)
                 moved_pk = moved_pk or (is_pk and self._is_rowid_alias(item))
-            else:
+            elif isinstance(item, _TABLE_CONSTRAINTS):
                 self.transform_tree(item, lambda column: columns.get(column))
+            else:
+                raise self.refuse("CREATE TABLE with " + _first_words(item.sql("postgres"), 2))
         if moved_pk:
             schema.set("expressions", [item for item in schema.expressions
                                        if not isinstance(item, exp.PrimaryKey)])
@@ -422,6 +429,8 @@ class _StatementTranslator:
                 raise self.refuse(f"sequence function {str(item.this).lower()}()")
             if isinstance(item, exp.Cast | exp.TryCast):
                 return self.cast(item)
+            if isinstance(item, exp.Interval):
+                raise self.refuse("interval " + item.sql("postgres"))
             if isinstance(item, exp.Table) and item.db:
                 self.table_name(item)
             if isinstance(item, exp.EQ | exp.NEQ | exp.GT | exp.GTE | exp.LT | exp.LTE):
@@ -481,8 +490,11 @@ class _StatementTranslator:
         if not parts:
             raise self.refuse("CREATE INDEX without columns")
         unique = "UNIQUE " if create.args.get("unique") else ""
+        # PostgreSQL's name for an unnamed index: table_column..._idx
+        name = index.name or "_".join([table, *(column.name for column in index.find_all(exp.Column)),
+                                       "idx"])
         exists = "IF NOT EXISTS " if create.args.get("exists") else ""
-        sql = f"CREATE {unique}INDEX {exists}{self.sqlite(exp.to_identifier(index.name))} " \
+        sql = f"CREATE {unique}INDEX {exists}{self.sqlite(exp.to_identifier(name))} " \
               f"ON {self.sqlite(exp.to_identifier(table))} ({', '.join(parts)})"
         where = params.args.get("where")
         if where is not None:

@@ -58,6 +58,7 @@ CASES: list[tuple[str, list[str]]] = [
      ['CREATE TABLE things (id integer, "Mixed" text)']),
     # indexes
     ("CREATE INDEX t_a_idx ON t (a)", ["CREATE INDEX t_a_idx ON t (a)"]),
+    ("CREATE INDEX ON t (a, lower(b))", ["CREATE INDEX t_a_b_idx ON t (a, LOWER(b))"]),
     ("CREATE UNIQUE INDEX IF NOT EXISTS t_ab ON public.t USING btree (a, lower(b) DESC) WHERE c IS NOT NULL",
      ["CREATE UNIQUE INDEX IF NOT EXISTS t_ab ON t (a, LOWER(b) DESC) WHERE c IS NOT NULL"]),
     # views
@@ -129,6 +130,14 @@ REFUSED: list[tuple[str, str]] = [
     ("ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0);", "m.sql line 1: cannot translate ALTER TABLE ADD CONSTRAINT"),
     ("CREATE TABLE t (id integer, b boolean);\nINSERT INTO t VALUES (1, 'maybe');",
      'm.sql line 2: invalid input syntax for type boolean: "maybe"'),
+    ("CREATE TABLE t (a integer, EXCLUDE USING gist (a WITH =));",
+     "m.sql line 1: cannot translate CREATE TABLE with EXCLUDE USING for SQLite"),
+    ("CREATE TABLE t (at timestamptz DEFAULT now() + interval '1 day');",
+     "m.sql line 1: cannot translate interval INTERVAL '1 DAY' for SQLite"),
+    ("CREATE INDEX i ON t USING gin (doc);", "m.sql line 1: cannot translate CREATE INDEX USING gin for SQLite"),
+    ("DROP POLICY p ON", "m.sql line 1: cannot parse DROP POLICY: the statement is incomplete"),
+    ("CREATE FUNCTION f(a integer) RETURNS int LANGUAGE sql AS $$ SELECT $2 $$;",
+     "m.sql line 1: CREATE FUNCTION f: $2 is not an argument"),
     ("CREATE TABLE t (id serial PRIMARY KEY, at interval);",
      "m.sql line 1: cannot translate column type interval for SQLite"),
 ]
