@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from ledgerbase.db.dialect import POSTGRES, SQLITE, Dialect
-from ledgerbase.errors import ConstraintError, LedgerbaseError, UnavailableError
+from ledgerbase.errors import ConstraintError, DataError, LedgerbaseError, UnavailableError
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -105,6 +105,20 @@ def _fold(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def _to_integer(value: Any) -> int | None:
+    """``::integer`` of text as PostgreSQL does it: an error, not 0, for non-numbers."""
+    if value is None or isinstance(value, int):
+        return value
+    return int(str(value).strip())  # ValueError -> "user-defined function raised exception"
+
+
+def _to_number(value: Any) -> float | None:
+    """``::numeric`` of text, failing on non-numbers."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return float(str(value).strip())
+
+
 def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection configured as Ledgerbase needs it (WAL, foreign keys, functions)."""
     if readonly:
@@ -119,6 +133,8 @@ def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     connection.execute("PRAGMA case_sensitive_like=ON")
     connection.create_function("regexp", 2, _regexp, deterministic=True)
     connection.create_function("lb_fold", 1, _fold, deterministic=True)
+    connection.create_function("lb_integer", 1, _to_integer, deterministic=True)
+    connection.create_function("lb_number", 1, _to_number, deterministic=True)
     return connection
 
 
@@ -154,6 +170,8 @@ def sqlite_error(error: sqlite3.Error) -> LedgerbaseError:
             "there is no unique or exclusion constraint matching the ON CONFLICT specification",
             code="42P10", status=400,
         )
+    if "user-defined function raised exception" in message:
+        return DataError("invalid input syntax for a cast of a text value", code="22P02")
     if "database is locked" in message or "unable to open database" in message:
         return UnavailableError("the database is busy or unavailable", code="PGRST001")
     if "too many SQL variables" in message or "too many terms" in message:

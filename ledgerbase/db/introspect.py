@@ -6,6 +6,8 @@ import sqlite3
 from typing import Any
 
 import orjson
+import sqlglot
+from sqlglot import exp
 
 from ledgerbase.db.engine import Database, PostgresDatabase, SqliteDatabase
 from ledgerbase.db.schema import (
@@ -51,16 +53,21 @@ def _sqlite_tables(connection: sqlite3.Connection) -> tuple[dict[str, Table], di
 def _sqlite_table(connection: sqlite3.Connection, name: str, *, is_view: bool) -> Table:
     info = connection.execute("SELECT cid, name, type, \"notnull\", dflt_value, pk "
                               "FROM pragma_table_info(?)", (name,)).fetchall()
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE name = '_ledgerbase_columns'").fetchone():
+        declared_as = dict(connection.execute(
+            "SELECT column_name, pg_type FROM _ledgerbase_columns WHERE table_name = ?", (name,)).fetchall())
+        info = [(cid, column, declared_as.get(column, declared), *rest)
+                for cid, column, declared, *rest in info]
     pk = tuple(column for *_, column in sorted((row[5], row[1]) for row in info if row[5]))
     rowid_alias = len(pk) == 1 and any(
-        row[1] == pk[0] and (row[2] or "").lower() == "integer" for row in info
+        row[1] == pk[0] and (row[2] or "").lower() in ("integer", "bigint", "smallint") for row in info
     )
     columns = tuple(
         Column(
             name=column, type=PgType.parse(declared or "text"),
             nullable=not notnull and column not in pk,
             has_default=default is not None or (rowid_alias and column == pk[0]),
-            position=cid + 1,
+            position=cid + 1, default_sql=default,
         )
         for cid, column, declared, notnull, default, _pk in info
     )
@@ -76,6 +83,7 @@ def _sqlite_table(connection: sqlite3.Connection, name: str, *, is_view: bool) -
                 "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (index,)).fetchall())
             if all(key) and key not in uniques:
                 uniques.append(key)
+        names = _sqlite_constraint_names(connection, name)
         grouped: dict[int, list[tuple[Any, ...]]] = {}
         for row in connection.execute(
             "SELECT id, seq, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?)", (name,)
@@ -89,13 +97,35 @@ def _sqlite_table(connection: sqlite3.Connection, name: str, *, is_view: bool) -
             if not all(remote):
                 remote = _sqlite_primary_key(connection, ref_table)
             foreign_keys.append(ForeignKey(
-                # PostgreSQL's default constraint name, so hints work alike on both databases
-                name=f"{name}_{'_'.join(local)}_fkey", table=name, columns=local,
-                ref_table=ref_table, ref_columns=remote,
+                # the declared name, else PostgreSQL's default one, so hints work alike on both
+                name=names.get(local) or f"{name}_{'_'.join(local)}_fkey", table=name,
+                columns=local, ref_table=ref_table, ref_columns=remote,
             ))
+        foreign_keys.sort(key=lambda fk: fk.name)
     return Table(name=name, schema="public", columns=columns, primary_key=pk,
                  unique_keys=tuple(uniques), foreign_keys=tuple(foreign_keys), is_view=is_view,
                  insertable=not is_view)
+
+
+def _sqlite_constraint_names(connection: sqlite3.Connection, table: str) -> dict[tuple[str, ...], str]:
+    """Declared foreign key names by their columns (SQLite's pragmas do not report names)."""
+    row = connection.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    if row is None or not row[0]:
+        return {}
+    try:
+        statement = sqlglot.parse_one(row[0], read="sqlite")
+    except sqlglot.errors.ParseError:
+        return {}
+    names: dict[tuple[str, ...], str] = {}
+    for constraint in statement.find_all(exp.Constraint):
+        foreign_key = constraint.find(exp.ForeignKey)
+        if foreign_key is not None:
+            names[tuple(e.name for e in foreign_key.expressions)] = constraint.this.name
+    for column in statement.find_all(exp.ColumnDef):
+        for item in column.constraints:
+            if isinstance(item.kind, exp.Reference) and item.this is not None:
+                names[(column.name,)] = item.this.name
+    return names
 
 
 def _sqlite_primary_key(connection: sqlite3.Connection, table: str) -> tuple[str, ...]:

@@ -33,6 +33,10 @@ _SQLITE_BOOKKEEPING = (
     "(name text PRIMARY KEY, params text NOT NULL, return_type text NOT NULL, "
     "returns_set integer NOT NULL, body text NOT NULL)",
     "CREATE TABLE IF NOT EXISTS _ledgerbase_policies (table_name text NOT NULL, name text, statement text NOT NULL)",
+    # PostgreSQL types SQLite could not keep as declared (a bigint identity key is "integer")
+    "CREATE TABLE IF NOT EXISTS _ledgerbase_columns "
+    "(table_name text NOT NULL, column_name text NOT NULL, pg_type text NOT NULL, "
+    "PRIMARY KEY (table_name, column_name))",
 )
 _POSTGRES_BOOKKEEPING = (
     "CREATE SCHEMA IF NOT EXISTS ledgerbase",

@@ -91,6 +91,7 @@ class Column:
     position: int = 0
     description: str | None = None
     max_length: int | None = None
+    default_sql: str | None = None  # SQLite: the declared DEFAULT expression, from the schema
 
 
 @dataclass(frozen=True, slots=True)

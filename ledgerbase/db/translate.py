@@ -303,7 +303,14 @@ class _StatementTranslator:
             schema.set("expressions", [item for item in schema.expressions
                                        if not isinstance(item, exp.PrimaryKey)])
         self.tables[table] = columns
-        return [self.emit(self.sqlite(create))]
+        statements = [self.emit(self.sqlite(create))]
+        statements += [
+            self.emit("INSERT OR REPLACE INTO _ledgerbase_columns (table_name, column_name, pg_type) "
+                      "VALUES (?, ?, ?)", (table, item.name, columns[item.name]))
+            for item in schema.expressions
+            if isinstance(item, exp.ColumnDef) and columns[item.name] != item.args["kind"].sql("sqlite").lower()
+        ]
+        return statements
 
     @staticmethod
     def _is_rowid_alias(column: exp.ColumnDef) -> bool:

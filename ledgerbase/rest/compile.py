@@ -84,6 +84,14 @@ class Binder:
         return self.dialect.placeholder(len(self.params))
 
 
+def _sqlite_json_path(step: JsonStep) -> str:
+    """SQLite's JSON path for one step: ``$[2]``, ``$[#-1]`` or ``$."key"``."""
+    index = step.index
+    if index is None:
+        return '$."' + step.key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"$[{index}]" if index >= 0 else f"$[#{index}]"
+
+
 def _pg_cast_name(pg_type: PgType) -> str:
     """A type name from the catalog, safe to put after ``::``."""
     name = pg_type.name
@@ -118,13 +126,25 @@ class ReadCompiler:
     def column_expr(self, alias: str, column: Column, path: tuple[JsonStep, ...] = ()) -> str:
         """``"t0"."col"`` followed by its JSON path operators."""
         expr = f"{quote_ident(alias)}.{quote_ident(column.name)}"
+        if not path:
+            return expr
+        if self.sqlite:
+            # one JSON path string per step, so keys with dots or brackets stay keys and
+            # negative indexes count from the end, as on PostgreSQL
+            for step in path[:-1]:
+                expr = f"({expr} -> {self.binder.const(_sqlite_json_path(step))})"
+            last = path[-1]
+            value = f"({expr} -> {self.binder.const(_sqlite_json_path(last))})"
+            if not last.text:
+                return value
+            # ->> gives text on PostgreSQL: a JSON string unquoted, anything else as JSON text
+            return (f"(CASE json_type({value}) WHEN 'text' THEN {value} ->> '$' "
+                    f"WHEN 'null' THEN NULL ELSE {value} END)")
         for step in path:
             arrow = "->>" if step.text else "->"
-            is_index = step.key.lstrip("-").isdigit()
-            key: Any = int(step.key) if is_index else step.key
-            placeholder = self.binder.const(key)
-            if not self.sqlite:
-                placeholder += "::integer" if is_index else "::text"
+            index = step.index
+            placeholder = self.binder.const(index if index is not None else step.key)
+            placeholder += "::integer" if index is not None else "::text"
             expr = f"{expr}{arrow}{placeholder}"
         return expr
 
@@ -167,9 +187,9 @@ class ReadCompiler:
                 return f"replace({expr}, 'T', ' ')"
             return f"CAST({expr} AS TEXT)"
         if target in ("integer", "bigint", "smallint"):
-            return f"CAST({expr} AS INTEGER)"
+            return f"lb_integer({expr})"
         if target in ("numeric", "double precision", "real"):
-            return f"CAST({expr} AS REAL)"
+            return f"lb_number({expr})"
         if target == "boolean":
             return f"json(CASE WHEN {expr} IS NULL THEN NULL WHEN {expr} THEN 'true' ELSE 'false' END)"
         if target in ("json", "jsonb"):
@@ -232,6 +252,9 @@ class ReadCompiler:
             if self.sqlite and operator == "imatch":
                 return self.binder.slot(slot, lambda raw: "(?i)" + str(raw))
             return self.binder.slot(slot, str)
+        if not self.sqlite and operand.kind in (TypeKind.ARRAY, TypeKind.OTHER):
+            # arrays, ranges, enums: PostgreSQL parses the literal, as it does for PostgREST
+            return f"CAST(CAST({self.binder.slot(slot, str)} AS text) AS {_pg_cast_name(operand)})"
         placeholder = self.binder.slot(slot, scalar_converter(self.dialect, operand))
         if not self.sqlite and operand.kind is TypeKind.JSONB:
             placeholder += "::jsonb"
@@ -266,6 +289,9 @@ class ReadCompiler:
         return convert
 
     def _in(self, expr: str, slot: int, operand: PgType) -> str:
+        if not self.sqlite and operand.kind in (TypeKind.ARRAY, TypeKind.OTHER):
+            texts = self.binder.slot(slot, lambda raw: [str(v) for v in raw])
+            return f"{expr} = ANY(CAST(CAST({texts} AS text[]) AS {_pg_cast_name(operand)}[]))"
         placeholder = self.binder.slot(slot, self._list_converter(operand))
         if self.sqlite:
             return f"{expr} IN (SELECT value FROM json_each({placeholder}))"

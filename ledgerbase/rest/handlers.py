@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -28,6 +29,7 @@ from ledgerbase.rest.responses import (
 )
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+KNOWN_METHODS = WRITE_METHODS | {"GET", "HEAD", "OPTIONS"}
 
 
 @dataclass(slots=True)
@@ -85,6 +87,9 @@ class DataApi:
 
     async def handle(self, incoming: Incoming) -> Reply:
         """Answer one request below ``/rest/v1``; raises LedgerbaseError for error replies."""
+        if incoming.method not in KNOWN_METHODS:
+            raise LedgerbaseError(f"Unsupported HTTP method: {incoming.method}", code="PGRST117",
+                                  status=405)
         cache = self._schema()
         if not cache.loaded:
             raise UnavailableError("Could not query the database for the schema cache. Retrying.",
@@ -108,7 +113,7 @@ class DataApi:
                                 query=split_query(incoming.query_string), headers=incoming.headers,
                                 prefer=[incoming.headers["prefer"]] if "prefer" in incoming.headers else [])
         if method in ("GET", "HEAD"):
-            return await self._read(cache, table, request)
+            return await self._read(cache, table, request, incoming.query_string)
         _require_writer(incoming.claims, table)
         if method == "POST":
             return await self._insert(cache, table, request, incoming)
@@ -132,14 +137,16 @@ class DataApi:
             ("read", id(cache), request), build)
         return result
 
-    async def _read(self, cache: SchemaCache, table: Table, request: ApiRequest) -> Reply:
+    async def _read(self, cache: SchemaCache, table: Table, request: ApiRequest,
+                    incoming_query: str) -> Reply:
         node, statement = self._read_statement(cache, table, request)
         row = await self.database.fetch_one(statement.sql, statement.bind(request.values))
         assert row is not None
         total, page_total, body = row[0], int(row[1]), str(row[2])
         if self._planned(request):
             total = await self._planned_total(cache, node, request)
-        return self._page_reply(request, node, page_total, total, body, {})
+        return self._page_reply(request, node, page_total, total, body,
+                                {"Content-Location": _content_location(table.name, incoming_query)})
 
     def _page_reply(self, request: ApiRequest, node: ReadNode, page_total: int, total: int | None,
                     body: str, headers: dict[str, str]) -> Reply:
@@ -294,8 +301,9 @@ class DataApi:
         headers = {"Content-Range": "*/" + (str(affected) if prefs.count else "*")}
         if location and table.primary_key and prefs.return_ is ReturnPref.HEADERS_ONLY:
             keys = orjson.loads(location)
-            headers["Location"] = f"/{table.name}?" + "&".join(
-                f"{column}=eq.{value}" for column, value in zip(table.primary_key, keys, strict=True))
+            headers["Location"] = f"/{quote(table.name)}?" + "&".join(
+                f"{quote(column, safe='')}={quote(f'eq.{value}', safe='')}"
+                for column, value in zip(table.primary_key, keys, strict=True))
         keys_applied = ["missing", "return", "count", "tx", "handling"]
         if table.primary_key or request.on_conflict:
             keys_applied.append("resolution")
@@ -396,16 +404,21 @@ class DataApi:
         columns = self._write_columns(table, request, rows[:1])
         node = plan_read(cache, table, request)
         want_body = request.preferences.return_ is ReturnPref.REPRESENTATION
-        if not columns:
+        if not columns or not rows:
             return self._write_reply(200, request, node if want_body else None, 0, "[]",
                                      {"Content-Range": "*/*"}, ["return"])
-        names = tuple(c.name for c in columns)
         values = rows[0] if rows else {}
+        defaults: tuple[Column, ...] = ()
+        if request.preferences.missing_default:
+            defaults = tuple(c for c in columns if c.name not in values)
+            columns = tuple(c for c in columns if c.name in values)
+        names = tuple(c.name for c in columns)
 
         async def work(tx: Transaction) -> tuple[int, int, list[str], str | None]:
             if not self.sqlite:
                 statement = mutate.pg_update(self.dialect, table, names, len(request.values), node,
-                                             want_body=want_body)
+                                             want_body=want_body,
+                                             defaults=tuple(c.name for c in defaults))
                 payload = orjson.dumps({n: values.get(n) for n in names}).decode()
                 affected, _, body, _ = (await tx.fetch_all(
                     statement.sql, statement.bind(request.values + (payload,))))[0]
@@ -413,10 +426,13 @@ class DataApi:
             ids = await self._sqlite_rowids(tx, table, node, request)
             coerced = tuple(to_sqlite(c.type, coerce_json(c.type, values.get(c.name))) for c in columns)
             base = len(request.values)
-            update = mutate.sqlite_update(self.dialect, table, names, base, base + len(coerced))
-            await tx.fetch_all(update.sql, update.bind(request.values + coerced + (ids,)))
-            body = await self._sqlite_render(tx, node if want_body else None, request, ids)
-            return len(orjson.loads(ids)), 0, [body] if body is not None else [], None
+            update = mutate.sqlite_update(self.dialect, table, names, base, base + len(coerced),
+                                          defaults)
+            changed = await tx.fetch_all(update.sql, update.bind(request.values + coerced + (ids,)))
+            # an update of an integer primary key moves the row to a new rowid
+            new_ids = orjson.dumps([row[0] for row in changed]).decode()
+            body = await self._sqlite_render(tx, node if want_body else None, request, new_ids)
+            return len(changed), 0, [body] if body is not None else [], None
 
         affected, _, bodies, _ = await self._run_write(request, work, node if want_body else None)
         total = str(affected) if request.preferences.count else "*"
@@ -622,3 +638,11 @@ def _check_limited(request: ApiRequest) -> None:
     if top is not None and top.limit_slot is not None and not top.order:
         raise LedgerbaseError("A 'limit' was applied without an explicit 'order'", code="PGRST109",
                               hint="Apply an 'order' using unique column(s)")
+
+
+def _content_location(table: str, query_string: str) -> str:
+    """PostgREST's Content-Location: the table and its query parameters in sorted order."""
+    pairs = sorted(split_query(query_string))
+    if not pairs:
+        return f"/{quote(table)}"
+    return f"/{quote(table)}?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ledgerbase.db.dialect import Dialect, quote_ident
-from ledgerbase.db.schema import Function, Table
+from ledgerbase.db.schema import Column, Function, Table
 from ledgerbase.rest.compile import Binder, ReadCompiler, Statement, _pg_cast_name
 from ledgerbase.rest.plan import ReadNode
 
@@ -73,12 +73,13 @@ def pg_insert(dialect: Dialect, table: Table, columns: tuple[str, ...], body_slo
 
 
 def pg_update(dialect: Dialect, table: Table, columns: tuple[str, ...], body_slot: int,
-              node: ReadNode, *, want_body: bool) -> Statement:
+              node: ReadNode, *, want_body: bool, defaults: tuple[str, ...] = ()) -> Statement:
     """UPDATE ... FROM json_populate_record(body) WHERE filters RETURNING."""
     compiler = ReadCompiler(dialect)
     name = f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
     body = compiler.binder.slot(body_slot)
-    assignments = ", ".join(f"{quote_ident(c)} = _r.{quote_ident(c)}" for c in columns)
+    assignments = ", ".join([f"{quote_ident(c)} = _r.{quote_ident(c)}" for c in columns]
+                            + [f"{quote_ident(c)} = DEFAULT" for c in defaults])
     where = _pg_target(compiler, table, node)
     mutation = (f"UPDATE {name} SET {assignments} FROM "
                 f"(SELECT * FROM json_populate_record(NULL::{name}, {body}::json)) AS _r"
@@ -158,14 +159,18 @@ def sqlite_existing(dialect: Dialect, table: Table, key: tuple[str, ...], column
 
 
 def sqlite_update(dialect: Dialect, table: Table, columns: tuple[str, ...], first_slot: int,
-                  rowids_slot: int) -> Statement:
-    """UPDATE the given rowids with values ``values[first_slot + i]``."""
+                  rowids_slot: int, defaults: tuple[Column, ...] = ()) -> Statement:
+    """UPDATE the given rowids with ``values[first_slot + i]``, returning their (new) rowids.
+
+    ``defaults`` are set to their declared DEFAULT (``Prefer: missing=default``).
+    """
     binder = Binder(dialect)
-    assignments = ", ".join(f"{quote_ident(c)} = {binder.slot(first_slot + i)}"
-                            for i, c in enumerate(columns))
+    assignments = [f"{quote_ident(c)} = {binder.slot(first_slot + i)}" for i, c in enumerate(columns)]
+    # a DEFAULT expression comes from the schema itself (sqlite_master), never from a request
+    assignments += [f"{quote_ident(c.name)} = ({c.default_sql or 'NULL'})" for c in defaults]
     ids = binder.slot(rowids_slot)
-    sql = (f"UPDATE {quote_ident(table.name)} SET {assignments} WHERE rowid IN "
-           f"(SELECT value FROM json_each({ids}))")
+    sql = (f"UPDATE {quote_ident(table.name)} SET {', '.join(assignments)} WHERE rowid IN "
+           f"(SELECT value FROM json_each({ids})) RETURNING rowid")
     return Statement(sql=sql, params=tuple(binder.params))
 
 

@@ -80,27 +80,40 @@ def parse_field(text: str, what: str = "select parameter") -> FieldRef:
         raise _fail(what, text, f"unexpected column name {parts[0]!r}")
     steps: list[JsonStep] = []
     for arrow, key in zip(parts[1::2], parts[2::2], strict=True):
+        quoted = key.strip().startswith('"')
         key = _unquote_name(key.strip())
         if not key:
             raise _fail(what, text, "expecting a JSON key after the arrow")
+        if not quoted and (key.startswith("-") and not re.fullmatch(r"-\d+", key)
+                           or any(c in key for c in ".,>()")):
+            raise _fail(what, text, f"unexpected {key!r}: a JSON key is a name or an integer index")
         steps.append(JsonStep(key=key, text=arrow == "->>"))
     return FieldRef(name=name, path=tuple(steps))
 
 
 # --- select -------------------------------------------------------------------------------
 
+def _check_balanced(raw: str, what: str) -> None:
+    """Parentheses outside double quotes must pair up."""
+    depth = 0
+    quoted = False
+    for char in raw:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted:
+            depth += char == "("
+            depth -= char == ")"
+            if depth < 0:
+                raise _fail(what, raw, 'unexpected ")"')
+    if depth != 0:
+        raise _fail(what, raw, 'expecting ")"')
+
+
 def parse_select(raw: str) -> tuple[SelectItem, ...]:
     """Parse ``select=`` (columns, aliases, casts, JSON paths, embeds, spreads)."""
     if raw.strip() == "":
         return (SelectField(FieldRef("*")),)
-    depth = 0
-    for char in raw:
-        depth += char == "("
-        depth -= char == ")"
-        if depth < 0:
-            raise _fail("select parameter", raw, "unexpected \")\"")
-    if depth != 0:
-        raise _fail("select parameter", raw, 'expecting ")"')
+    _check_balanced(raw, "select parameter")
     return tuple(_parse_select_item(item, raw) for item in split_top_level(raw, ","))
 
 
@@ -236,6 +249,7 @@ def parse_logic(key: str, raw: str, builder: _Builder) -> Logic:
     text = raw.strip()
     if not (text.startswith("(") and text.endswith(")")):
         raise _fail("logic tree", raw, 'expecting "(" and ")" around the conditions')
+    _check_balanced(text, "logic tree")
     return Logic(conjunction=conjunction, negated=negated,
                  children=_parse_logic_children(text[1:-1], raw, builder))
 

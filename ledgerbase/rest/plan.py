@@ -170,6 +170,7 @@ def _plan_node(cache: SchemaCache, table: Table, select: tuple[SelectItem, ...],
                 outputs.extend(ColumnOut(key=column.name, column=column) for column in table.columns)
                 continue
             column = resolve_column(table, item.field.name)
+            check_json_path(column, item.field.path)
             cast = None
             if item.cast is not None:
                 cast = ALLOWED_CASTS.get(item.cast.lower())
@@ -196,8 +197,9 @@ def _plan_embed(cache: SchemaCache, table: Table, item: SelectEmbed,
     names = (key,) if key == item.relation else (key, item.relation)
     child_addresses = tuple(address + (name,) for name in names for address in addresses)
     child = _plan_node(cache, target, item.items, child_addresses, request)
+    visible = any(isinstance(out, ColumnOut) or not out.hidden for out in child.outputs)
     embed = EmbedOut(key=key, node=child, relationship=relationship, inner=item.inner,
-                     spread=item.spread, hidden=not item.items)
+                     spread=item.spread, hidden=not visible)
     if item.spread and not embed.to_one:
         raise LedgerbaseError(
             f"A spread operation on '{item.relation}' is not possible",
@@ -226,12 +228,12 @@ def find_relationship(cache: SchemaCache, table: Table, name: str, hint: str | N
             or (len(rel.target_columns) == 1 and hint == rel.target_columns[0])
         ]
     if not candidates:
-        suffix = f"!{hint}" if hint else ""
+        using = f"' using the hint '{hint}" if hint else ""
         raise SchemaError(
-            f"Could not find a relationship between '{table.name}' and '{name}{suffix}' in the schema cache",
+            f"Could not find a relationship between '{table.name}' and '{name}' in the schema cache",
             code="PGRST200",
             details=f"Searched for a foreign key relationship between '{table.name}' and "
-                    f"'{name}{suffix}' in the schema '{cache.schema}', but no matches were found.",
+                    f"'{name}{using}' in the schema '{cache.schema}', but no matches were found.",
         )
     if len(candidates) > 1:
         details = [
@@ -240,10 +242,7 @@ def find_relationship(cache: SchemaCache, table: Table, name: str, hint: str | N
                 .replace("o2m", "one-to-many").replace("m2m", "many-to-many")
                 .replace("o2o", "one-to-one"),
                 "embedding": f"{table.name} with {rel.target}",
-                "relationship": (
-                    f"{rel.junction}" if rel.junction else f"{rel.constraint}"
-                ) + f" using {rel.source}({', '.join(rel.source_columns)}) and "
-                  f"{rel.target}({', '.join(rel.target_columns)})",
+                "relationship": _describe(rel),
             }
             for rel in candidates
         ]
@@ -255,6 +254,15 @@ def find_relationship(cache: SchemaCache, table: Table, name: str, hint: str | N
                  "Find the desired relationship in the 'details' key.",
         )
     return candidates[0]
+
+
+def _describe(rel: Relationship) -> str:
+    """How PostgREST names a relationship in PGRST201's details."""
+    if rel.junction is not None:
+        return (f"{rel.junction} using {rel.junction_constraint}({', '.join(rel.junction_source)}) "
+                f"and {rel.constraint}({', '.join(rel.junction_target)})")
+    return (f"{rel.constraint} using {rel.source}({', '.join(rel.source_columns)}) and "
+            f"{rel.target}({', '.join(rel.target_columns)})")
 
 
 def _resolve_filter(table: Table, item: Condition | Logic) -> Filter:
@@ -276,14 +284,27 @@ def _check_operator(table: Table, column: Column, condition: Condition) -> None:
                               code="42883", status=404,
                               hint="No operator matches the given name and argument types. "
                                    "You might need to add explicit type casts.")
-    if condition.field.path and kind not in (TypeKind.JSON, TypeKind.JSONB):
-        raise LedgerbaseError(f"operator does not exist: {column.type.name} -> unknown",
-                              code="42883", status=404)
+    check_json_path(column, condition.field.path)
+
+
+def check_json_path(column: Column, path: tuple[JsonStep, ...]) -> None:
+    """JSON arrows apply to json/jsonb columns, and nothing follows a ``->>`` (text); 42883 otherwise."""
+    if not path:
+        return
+    source = column.type.name if column.type.kind not in (TypeKind.JSON, TypeKind.JSONB) else None
+    if source is None and any(step.text for step in path[:-1]):
+        source = "text"
+    if source is not None:
+        raise LedgerbaseError(f"operator does not exist: {source} -> unknown", code="42883", status=404,
+                              hint="No operator matches the given name and argument types. "
+                                   "You might need to add explicit type casts.")
 
 
 def _resolve_order(cache: SchemaCache, table: Table, term: OrderTerm) -> ResolvedOrder:
     if term.relation is None:
-        return ResolvedOrder(column=resolve_column(table, term.field.name), term=term)
+        column = resolve_column(table, term.field.name)
+        check_json_path(column, term.field.path)
+        return ResolvedOrder(column=column, term=term)
     relationship = find_relationship(cache, table, term.relation, None)
     if relationship.cardinality not in (Cardinality.MANY_TO_ONE, Cardinality.ONE_TO_ONE):
         raise LedgerbaseError(

@@ -18,6 +18,12 @@ class JsonStep:
     key: str
     text: bool
 
+    @property
+    def index(self) -> int | None:
+        """The array index this step takes (``->0``, ``->-1``), or None for an object key."""
+        body = self.key[1:] if self.key.startswith("-") else self.key
+        return int(self.key) if body.isdigit() else None
+
 
 @dataclass(frozen=True, slots=True)
 class FieldRef:
@@ -28,8 +34,11 @@ class FieldRef:
 
     @property
     def output_name(self) -> str:
-        """The key PostgREST gives the value in the response (the last JSON key, or the column)."""
-        return self.path[-1].key if self.path else self.name
+        """The key PostgREST gives the value in the response: the last object key, or the column."""
+        for step in reversed(self.path):
+            if step.index is None:
+                return step.key
+        return self.name
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,7 +159,7 @@ CASES = [
     Case("accept anything", "/books?select=id&id=eq.1", headers={"Accept": "*/*"}, json=ids(1)),
     Case("head", "/books?id=eq.1", method="HEAD", text="", response_headers={"content-range": "0-0/*"}),
     Case("options", "/books", method="OPTIONS", text="",
-         response_headers={"allow": "OPTIONS,GET,HEAD,POST,PATCH,DELETE"}),
+         response_headers={"allow": "OPTIONS,GET,HEAD,POST,PUT,PATCH,DELETE"}),
     # full-text search is PostgreSQL's
     Case("fts", "/books?select=id&title=fts.cities", json=ids(3), only="postgres"),
     Case("fts refused on sqlite", "/books?select=id&title=fts.cities", status=400,
