@@ -565,8 +565,11 @@ class DataApi:
         else:
             node = None
             if self.sqlite:
-                sql = (f"SELECT coalesce(json_group_array(_q.v), '[]') FROM (SELECT * FROM {call}) AS _q(v)"
-                       if function.returns_set else f"SELECT {call}")
+                if function.return_type.name == "record":
+                    raise LedgerbaseError(
+                        f"{name} returns TABLE (...), which SQLite functions cannot name", code="PGRST127",
+                        hint="Return SETOF an existing table, or a single value, from SQLite functions.")
+                sql = f"SELECT * FROM {call}" if function.returns_set else f"SELECT {call}"
             else:
                 sql = (f"SELECT coalesce(json_agg(_q), '[]')::text FROM {call} AS _q"
                        if function.returns_set else f"SELECT to_json({call})::text")
@@ -588,8 +591,12 @@ class DataApi:
         value = rows[0][0] if rows else None
         if function.return_type.name == "void":
             return Reply(204, b"", {})
-        if self.sqlite and not function.returns_set:
-            return Reply(200, _sqlite_scalar_json(value, function.return_type.kind), headers)
+        if self.sqlite:
+            kind = function.return_type.kind
+            if function.returns_set:
+                items = b",".join(_sqlite_scalar_json(row[0], kind) for row in rows)
+                return Reply(200, b"[" + items + b"]", headers)
+            return Reply(200, _sqlite_scalar_json(value, kind), headers)
         return Reply(200, (str(value) if value is not None else "null").encode(), headers)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import unquote_plus
 
 from ledgerbase.db.values import split_top_level
@@ -109,8 +110,12 @@ def _check_balanced(raw: str, what: str) -> None:
         raise _fail(what, raw, 'expecting ")"')
 
 
+@lru_cache(maxsize=1024)
 def parse_select(raw: str) -> tuple[SelectItem, ...]:
-    """Parse ``select=`` (columns, aliases, casts, JSON paths, embeds, spreads)."""
+    """Parse ``select=`` (columns, aliases, casts, JSON paths, embeds, spreads).
+
+    Pure and immutable, so memoised: clients repeat the same few selects.
+    """
     if raw.strip() == "":
         return (SelectField(FieldRef("*")),)
     _check_balanced(raw, "select parameter")
@@ -276,6 +281,7 @@ def _parse_logic_children(body: str, raw: str, builder: _Builder) -> tuple[Condi
 
 # --- order --------------------------------------------------------------------------------
 
+@lru_cache(maxsize=1024)
 def parse_order(raw: str) -> tuple[OrderTerm, ...]:
     """``order=a.desc.nullslast,b,rel(c).asc``."""
     terms: list[OrderTerm] = []
@@ -323,7 +329,8 @@ _PREFER_VALUES = {
 }
 
 
-def parse_prefer(headers: Sequence[str]) -> Preferences:
+@lru_cache(maxsize=256)
+def parse_prefer(headers: tuple[str, ...]) -> Preferences:
     """Parse every ``Prefer`` header; unknown values are ignored unless ``handling=strict``."""
     found: dict[str, str] = {}
     invalid: list[str] = []
@@ -356,6 +363,7 @@ def parse_prefer(headers: Sequence[str]) -> Preferences:
     )
 
 
+@lru_cache(maxsize=256)
 def parse_accept(header: str | None) -> MediaType:
     """Pick the response format from ``Accept`` as PostgREST does (406 PGRST107 if none fits)."""
     if not header:
@@ -481,7 +489,7 @@ def parse_request(method: str, target: str, *, is_rpc: bool, query: Sequence[tup
     )
     return ApiRequest(
         method=method, target=target, is_rpc=is_rpc, select=select, nodes=nodes,
-        preferences=parse_prefer(prefer), media_type=parse_accept(headers.get("accept")),
+        preferences=parse_prefer(tuple(prefer)), media_type=parse_accept(headers.get("accept")),
         columns=columns, on_conflict=on_conflict, range_requested=range_requested,
         rpc_args=tuple(rpc_args), values=tuple(builder.values),
     )
