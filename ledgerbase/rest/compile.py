@@ -138,8 +138,9 @@ class ReadCompiler:
             if not last.text:
                 return value
             # ->> gives text on PostgreSQL: a JSON string unquoted, anything else as JSON text
+            # "|| ''" drops the JSON subtype, so numbers and objects come out as text
             return (f"(CASE json_type({value}) WHEN 'text' THEN {value} ->> '$' "
-                    f"WHEN 'null' THEN NULL ELSE {value} END)")
+                    f"WHEN 'null' THEN NULL ELSE ({value} || '') END)")
         for step in path:
             arrow = "->>" if step.text else "->"
             index = step.index

@@ -292,10 +292,15 @@ def check_json_path(column: Column, path: tuple[JsonStep, ...]) -> None:
     if not path:
         return
     source = column.type.name if column.type.kind not in (TypeKind.JSON, TypeKind.JSONB) else None
-    if source is None and any(step.text for step in path[:-1]):
-        source = "text"
+    following = path[0]
+    if source is None:
+        for step, after in zip(path, path[1:], strict=False):
+            if step.text:
+                source, following = "text", after
+                break
     if source is not None:
-        raise LedgerbaseError(f"operator does not exist: {source} -> unknown", code="42883", status=404,
+        operand = "integer" if following.index is not None else "unknown"
+        raise LedgerbaseError(f"operator does not exist: {source} -> {operand}", code="42883", status=404,
                               hint="No operator matches the given name and argument types. "
                                    "You might need to add explicit type casts.")
 

@@ -188,7 +188,7 @@ def describe(case: Case, target: str, headers: dict[str, str], content: bytes | 
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize(("dialect", "case"), list(_params()), indirect=["dialect"])
+@pytest.mark.parametrize(("dialect", "case"), list(_params()), indirect=["dialect"], scope="module")
 def test_postgrest_case(case: Case, server: Any, http: httpx.Client) -> None:
     target = encode_target(case.path)
     headers = request_headers(case, server)
