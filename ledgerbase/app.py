@@ -24,7 +24,8 @@ from ledgerbase.db.introspect import introspect
 from ledgerbase.db.schema import SchemaCache
 from ledgerbase.errors import LedgerbaseError, UnavailableError
 from ledgerbase.observability import Metrics, ObservabilityMiddleware, configure_logging, metrics_response
-from ledgerbase.rest.handlers import DataApi, Incoming, Reply
+from ledgerbase.rest.exchange import Incoming, Reply
+from ledgerbase.rest.handlers import DataApi
 from ledgerbase.rest.responses import error_body
 
 Scope = MutableMapping[str, Any]

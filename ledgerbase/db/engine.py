@@ -208,7 +208,11 @@ class SqliteDatabase(Database):
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-        self._writer = await self._on_writer(lambda _c: connect_sqlite(self.path), connected=False)
+        loop = asyncio.get_running_loop()
+        try:
+            self._writer = await loop.run_in_executor(self._writer_pool, connect_sqlite, self.path)
+        except sqlite3.Error as error:
+            raise sqlite_error(error) from None
         self._reader_pool = ThreadPoolExecutor(max_workers=self._readers_count,
                                                thread_name_prefix="sqlite-reader")
 
@@ -244,18 +248,13 @@ class SqliteDatabase(Database):
         except sqlite3.Error as error:
             raise sqlite_error(error) from None
 
-    async def _on_writer(self, work: Callable[[sqlite3.Connection], T], *,
-                         connected: bool = True) -> T:
-        if self._writer_pool is None:
-            raise UnavailableError("the database is not open")
+    async def _on_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
         writer = self._writer
+        if self._writer_pool is None or writer is None:
+            raise UnavailableError("the database is not open")
         loop = asyncio.get_running_loop()
-
-        def run() -> T:
-            return work(writer) if connected else work(None)  # type: ignore[arg-type]
-
         try:
-            return await loop.run_in_executor(self._writer_pool, run)
+            return await loop.run_in_executor(self._writer_pool, work, writer)
         except sqlite3.Error as error:
             raise sqlite_error(error) from None
 

@@ -17,7 +17,7 @@ import orjson
 
 from ledgerbase.db.dialect import Dialect, quote_ident
 from ledgerbase.db.schema import Column, PgType, Relationship, TypeKind
-from ledgerbase.db.values import coerce_text, to_sqlite
+from ledgerbase.db.values import coerce_text, parse_array_literal, to_sqlite
 from ledgerbase.errors import LedgerbaseError
 from ledgerbase.rest.plan import (
     ColumnOut,
@@ -338,8 +338,6 @@ class ReadCompiler:
             return f"{vector} @@ {function}({value})"
         symbol = _PG_ONLY[operator]
         if operand.kind is TypeKind.ARRAY:
-            from ledgerbase.db.values import parse_array_literal
-
             def to_list(raw: Any) -> Any:
                 text = str(raw)
                 if text.startswith("(") and text.endswith(")"):
@@ -459,8 +457,6 @@ class ReadCompiler:
     def select_list(self, alias: str, node: ReadNode) -> str:
         """PostgreSQL: ``expr AS "key", ...`` (json_agg / row_to_json name the keys)."""
         outputs = self._outputs(alias, node)
-        if not outputs:
-            return "NULL AS _empty" if False else ""
         return ", ".join(f"{expr} AS {quote_ident(key)}" for key, expr in outputs)
 
     def json_object(self, alias: str, node: ReadNode) -> str:

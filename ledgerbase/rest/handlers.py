@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -11,11 +11,12 @@ import orjson
 
 from ledgerbase.auth.keys import Claims
 from ledgerbase.db.engine import Database, Transaction
-from ledgerbase.db.schema import Column, SchemaCache, Table, TypeKind
+from ledgerbase.db.schema import Column, SchemaCache, Table
 from ledgerbase.db.values import coerce_json, coerce_text, to_sqlite
 from ledgerbase.errors import AuthError, LedgerbaseError, UnavailableError
 from ledgerbase.rest import mutate
-from ledgerbase.rest.compile import ReadCompiler, Statement, compile_planned_count, compile_read
+from ledgerbase.rest.compile import Statement, compile_planned_count, compile_read
+from ledgerbase.rest.exchange import Incoming, Reply
 from ledgerbase.rest.parse import parse_request, split_query
 from ledgerbase.rest.plan import ReadNode, plan_read, resolve_column, resolve_table
 from ledgerbase.rest.request import ApiRequest, Condition, MediaType, ReturnPref
@@ -27,30 +28,10 @@ from ledgerbase.rest.responses import (
     singular,
     to_csv,
 )
+from ledgerbase.rest.rpc import call_function
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 KNOWN_METHODS = WRITE_METHODS | {"GET", "HEAD", "OPTIONS"}
-
-
-@dataclass(slots=True)
-class Reply:
-    """What the pipeline answers: status, headers and body bytes."""
-
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """The parts of an HTTP request the data API reads."""
-
-    method: str
-    path: str  # below /rest/v1
-    query_string: str
-    headers: dict[str, str]  # lower-case names; repeated Prefer headers joined by ","
-    body: bytes
-    claims: Claims
 
 
 class StatementCache:
@@ -97,7 +78,7 @@ class DataApi:
         path = incoming.path.strip("/")
         method = incoming.method
         if path.startswith("rpc/"):
-            return await self._rpc(cache, path[4:], incoming)
+            return await call_function(self, cache, path[4:], incoming)
         if "/" in path or not path:
             raise LedgerbaseError(f'relation "{cache.schema}.{path}" does not exist', code="42P01",
                                   status=404)
@@ -145,10 +126,10 @@ class DataApi:
         total, page_total, body = row[0], int(row[1]), str(row[2])
         if self._planned(request):
             total = await self._planned_total(cache, node, request)
-        return self._page_reply(request, node, page_total, total, body,
+        return self.page_reply(request, node, page_total, total, body,
                                 {"Content-Location": _content_location(table.name, incoming_query)})
 
-    def _page_reply(self, request: ApiRequest, node: ReadNode, page_total: int, total: int | None,
+    def page_reply(self, request: ApiRequest, node: ReadNode, page_total: int, total: int | None,
                     body: str, headers: dict[str, str]) -> Reply:
         """A page of rows with PostgREST's Content-Range, 206 and 416."""
         first = int(request.values[node.offset_slot]) if node.offset_slot is not None else 0  # type: ignore[call-overload]
@@ -163,7 +144,7 @@ class DataApi:
                 details=f"An offset of {first} was requested, but there are only {total} rows.",
                 headers={"Content-Range": f"*/{total}"},
             )
-        payload = self._format(body, page_total, node, request.media_type)
+        payload = self.format_rows(body, page_total, node, request.media_type)
         headers["Content-Type"] = CONTENT_TYPES[request.media_type].decode()
         if request.method == "HEAD":
             return Reply(status, b"", headers)
@@ -185,7 +166,7 @@ class DataApi:
             plan = orjson.loads(plan)
         return int(plan[0].get("Plan", {}).get("Plan Rows", 0))
 
-    def _format(self, body: str, rows: int, node: ReadNode, media: MediaType) -> bytes:
+    def format_rows(self, body: str, rows: int, node: ReadNode, media: MediaType) -> bytes:
         if media is MediaType.OBJECT:
             return singular(body, rows).encode()
         if media is MediaType.CSV:
@@ -279,7 +260,7 @@ class DataApi:
             return Reply(204, b"", headers)
         headers["Content-Type"] = CONTENT_TYPES[request.media_type].decode()
         return Reply(201 if inserted > 0 else 200,
-                     self._format(_merge_arrays(bodies), affected, node, request.media_type), headers)
+                     self.format_rows(_merge_arrays(bodies), affected, node, request.media_type), headers)
 
     async def _insert(self, cache: SchemaCache, table: Table, request: ApiRequest,
                       incoming: Incoming) -> Reply:
@@ -498,117 +479,7 @@ class DataApi:
         if node is None:
             return Reply(status if request.method == "POST" else 204, b"", headers)
         headers["Content-Type"] = CONTENT_TYPES[request.media_type].decode()
-        return Reply(status, self._format(body, affected, node, request.media_type), headers)
-
-    # --- RPC ------------------------------------------------------------------------------
-
-    async def _rpc(self, cache: SchemaCache, name: str, incoming: Incoming) -> Reply:
-        function = cache.functions.get(name)
-        method = incoming.method
-        if method == "OPTIONS":
-            allow = "OPTIONS,POST" if function is not None and function.volatile else "OPTIONS,GET,HEAD,POST"
-            return Reply(200, headers={"Allow": allow, "Access-Control-Allow-Origin": "*"})
-        if method not in ("GET", "HEAD", "POST"):
-            raise LedgerbaseError(f"Cannot use the {method} method on RPC", code="PGRST101",
-                                  status=405)
-        request = parse_request(method, name, is_rpc=True, query=split_query(incoming.query_string),
-                                headers=incoming.headers,
-                                prefer=[incoming.headers["prefer"]] if "prefer" in incoming.headers else [])
-        if method == "POST":
-            try:
-                body = orjson.loads(incoming.body) if incoming.body.strip() else {}
-            except orjson.JSONDecodeError:
-                raise LedgerbaseError("Empty or invalid json", code="PGRST102") from None
-            if not isinstance(body, dict):
-                raise LedgerbaseError("Empty or invalid json", code="PGRST102")
-            args: dict[str, Any] = body
-        else:
-            args = {arg: request.values[slot] for arg, slot in request.rpc_args}
-        if function is None or any(arg not in {p.name for p in function.params} for arg in args) or any(
-            p.name not in args and not p.has_default for p in function.params
-        ):
-            names = sorted(args)
-            signature = ", ".join(names)
-            with_params = (f" with parameter{'s' if len(names) > 1 else ''} {signature}" if names
-                           else " without parameters")
-            if method == "POST":
-                with_params += " or with a single unnamed json/jsonb parameter"
-            raise LedgerbaseError(
-                f"Could not find the function {cache.schema}.{name}({signature}) in the schema cache",
-                code="PGRST202", status=404,
-                details=f"Searched for the function {cache.schema}.{name}{with_params}, "
-                        "but no matches were found in the schema cache.",
-            )
-        converted: list[Any] = []
-        slots: dict[str, int] = {}
-        base = len(request.values)
-        for param in function.params:
-            if param.name not in args:
-                continue
-            raw = args[param.name]
-            value = (coerce_text(param.type, raw) if method != "POST" and isinstance(raw, str)
-                     else coerce_json(param.type, raw))
-            if self.sqlite:
-                value = to_sqlite(param.type, value)
-            elif param.type.kind in (TypeKind.JSON, TypeKind.JSONB) and value is not None:
-                value = str(value)
-            slots[param.name] = base + len(converted)
-            converted.append(value)
-        values = request.values + tuple(converted)
-        compiler = ReadCompiler(self.dialect)
-        call = mutate.function_call(self.dialect, compiler, function, slots)
-        if function.returns_table and (table := cache.table(function.returns_table)) is not None:
-            node = plan_read(cache, table, request)
-            sql = compiler.read(node, call, count=request.preferences.count is not None)
-            statement = compiler.statement(sql)
-            run_read = True
-        else:
-            node = None
-            if self.sqlite:
-                if function.return_type.name == "record":
-                    raise LedgerbaseError(
-                        f"{name} returns TABLE (...), which SQLite functions cannot name", code="PGRST127",
-                        hint="Return SETOF an existing table, or a single value, from SQLite functions.")
-                sql = f"SELECT * FROM {call}" if function.returns_set else f"SELECT {call}"
-            else:
-                sql = (f"SELECT coalesce(json_agg(_q), '[]')::text FROM {call} AS _q"
-                       if function.returns_set else f"SELECT to_json({call})::text")
-            statement = compiler.statement(sql)
-            run_read = False
-        if function.volatile and not self.sqlite and method == "POST":
-            async def work(tx: Transaction) -> list[tuple[Any, ...]]:
-                return await tx.fetch_all(statement.sql, statement.bind(values))
-            rows = await self.database.write(work, rollback=request.preferences.tx == "rollback")
-        else:
-            rows = await self.database.fetch_all(statement.sql, statement.bind(values))
-        headers = {"Content-Type": CONTENT_TYPES[request.media_type].decode()}
-        if run_read and node is not None:
-            total, page_total, body = rows[0]
-            if not function.returns_set:
-                headers["Content-Range"] = content_range(0, int(page_total), total)
-                return Reply(200, singular(str(body), int(page_total)).encode(), headers)
-            return self._page_reply(request, node, int(page_total), total, str(body), headers)
-        value = rows[0][0] if rows else None
-        if function.return_type.name == "void":
-            return Reply(204, b"", {})
-        if self.sqlite:
-            kind = function.return_type.kind
-            if function.returns_set:
-                items = b",".join(_sqlite_scalar_json(row[0], kind) for row in rows)
-                return Reply(200, b"[" + items + b"]", headers)
-            return Reply(200, _sqlite_scalar_json(value, kind), headers)
-        return Reply(200, (str(value) if value is not None else "null").encode(), headers)
-
-
-def _sqlite_scalar_json(value: Any, kind: TypeKind) -> bytes:
-    if value is None:
-        return b"null"
-    if kind is TypeKind.BOOLEAN:
-        return b"true" if value else b"false"
-    if kind in (TypeKind.JSON, TypeKind.JSONB) and isinstance(value, str):
-        return value.encode()
-    return orjson.dumps(value)
-
+        return Reply(status, self.format_rows(body, affected, node, request.media_type), headers)
 
 def _require_writer(claims: Claims, table: Table) -> None:
     """Until row-level policies exist: anon may only read."""
