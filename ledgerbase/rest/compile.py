@@ -22,6 +22,7 @@ from ledgerbase.errors import LedgerbaseError
 from ledgerbase.rest.plan import (
     ColumnOut,
     EmbedOut,
+    EmbedPresence,
     Filter,
     ReadNode,
     ResolvedCondition,
@@ -213,6 +214,9 @@ class ReadCompiler:
 
     def filter_sql(self, alias: str, item: Filter) -> str:
         """One filter or logic tree as SQL."""
+        if isinstance(item, EmbedPresence):
+            exists = self._exists(alias, item.embed)
+            return exists if item.present else f"NOT {exists}"
         if isinstance(item, ResolvedLogic):
             joiner = " AND " if item.conjunction == "and" else " OR "
             body = joiner.join(f"({self.filter_sql(alias, child)})" for child in item.children)

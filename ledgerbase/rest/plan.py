@@ -58,10 +58,18 @@ class ResolvedLogic:
 
     conjunction: str
     negated: bool
-    children: tuple[ResolvedCondition | ResolvedLogic, ...]
+    children: tuple[ResolvedCondition | ResolvedLogic | EmbedPresence, ...]
 
 
-Filter = ResolvedCondition | ResolvedLogic
+@dataclass(frozen=True, slots=True)
+class EmbedPresence:
+    """``clients=is.null`` / ``clients=not.is.null``: parents with or without related rows."""
+
+    embed: EmbedOut
+    present: bool
+
+
+Filter = ResolvedCondition | ResolvedLogic | EmbedPresence
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +189,8 @@ def _plan_node(cache: SchemaCache, table: Table, select: tuple[SelectItem, ...],
         else:
             outputs.append(_plan_embed(cache, table, item, addresses, request))
     params = _node_params(request, addresses)
-    filters = tuple(_resolve_filter(table, f) for f in params.filters) if params else ()
+    embeds = {out.key: out for out in outputs if isinstance(out, EmbedOut)}
+    filters = tuple(_resolve_filter(table, f, embeds) for f in params.filters) if params else ()
     order = tuple(_resolve_order(cache, table, term) for term in params.order) if params else ()
     return ReadNode(table=table, path=addresses[0], outputs=tuple(outputs), filters=filters,
                     order=order, limit_slot=params.limit_slot if params else None,
@@ -265,10 +274,17 @@ def _describe(rel: Relationship) -> str:
             f"{rel.target}({', '.join(rel.target_columns)})")
 
 
-def _resolve_filter(table: Table, item: Condition | Logic) -> Filter:
+def _resolve_filter(table: Table, item: Condition | Logic, embeds: dict[str, EmbedOut]) -> Filter:
     if isinstance(item, Logic):
         return ResolvedLogic(conjunction=item.conjunction, negated=item.negated,
-                             children=tuple(_resolve_filter(table, c) for c in item.children))
+                             children=tuple(_resolve_filter(table, c, embeds) for c in item.children))
+    if table.column(item.field.name) is None and item.field.name in embeds and not item.field.path:
+        if item.operator != "is" or item.keyword not in ("null", "not_null"):
+            raise LedgerbaseError(
+                f"Bad operator on the '{item.field.name}' embedded resource", code="PGRST120",
+                details="Only is null or not is null filters are allowed on embedded resources")
+        present = (item.keyword == "not_null") != item.negated
+        return EmbedPresence(embed=embeds[item.field.name], present=present)
     column = resolve_column(table, item.field.name)
     _check_operator(table, column, item)
     return ResolvedCondition(column=column, condition=item)
