@@ -61,12 +61,13 @@ def serve(
     configure_logging(settings.log_level)
     if workers > 1:
         uvicorn.run("ledgerbase.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_config=None, access_log=False, lifespan="on")
+                    workers=workers, log_config=None, access_log=False, lifespan="on",
+                    proxy_headers=settings.proxy_headers)
     else:
         from ledgerbase.app import app_from_env
 
         uvicorn.run(app_from_env(), host=host, port=port, log_config=None, access_log=False,
-                    lifespan="on")
+                    lifespan="on", proxy_headers=settings.proxy_headers)
 
 
 @app.command()

@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     pg_pool_size: int = 10
     statement_timeout_ms: int = 30_000
     log_level: str = "info"
-    access_log: bool = True
+    access_log: bool = False  # one JSON line per request; errors are always logged
+    proxy_headers: bool = False  # trust X-Forwarded-* (only behind a proxy you run)
     db_max_rows: int | None = None
 
     def resolved_database_url(self) -> str:

@@ -9,17 +9,23 @@ id, logs one access line and records request counts and durations in a
 
 from __future__ import annotations
 
+import bisect
+import contextvars
+import functools
+import itertools
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any, TextIO
 
 import orjson
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -113,9 +119,22 @@ def _dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+_REQUEST_ID_VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar("ledgerbase_request_id",
+                                                                              default=None)
+
+
+def _add_request_id(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Put the current request's id on every line logged while it is handled."""
+    request_id = _REQUEST_ID_VAR.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
+
+
 def _processors() -> list[Any]:
     return [
         structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
@@ -180,6 +199,49 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> N
 # --- metrics ------------------------------------------------------------------------------
 
 
+_BUCKET_LABELS = tuple(repr(float(bound)) for bound in DURATION_BUCKETS)  # "le" as Prometheus writes it
+
+
+class _RequestMetrics(Collector):
+    """Request counts and durations kept in plain dicts, turned into metric families on scrape.
+
+    prometheus_client's Counter.inc and Histogram.observe take locks and walk the
+    buckets on every request: about 4 us of a get-by-id that costs 60 us in all.
+    Everything here runs on the event loop thread, so a dict and a bisect do.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.durations: dict[tuple[str, str], list[Any]] = {}  # [bucket counts..., sum]
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        entry = self.durations.get((method, route))
+        if entry is None:
+            entry = self.durations[(method, route)] = [0] * (len(DURATION_BUCKETS) + 1) + [0.0]
+        entry[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        entry[-1] += seconds
+
+    def collect(self) -> Iterator[Any]:
+        requests = CounterMetricFamily(
+            "ledgerbase_http_requests", "HTTP requests served, by method, route template and status.",
+            labels=["method", "route", "status"])
+        for (method, route, status), count in self.counts.items():
+            requests.add_metric([method, route, str(status)], count)
+        durations = HistogramMetricFamily(
+            "ledgerbase_http_request_duration_seconds",
+            "Time from the request's arrival to the end of its response, by method and route template.",
+            labels=["method", "route"])
+        for (method, route), entry in self.durations.items():
+            cumulative = list(itertools.accumulate(entry[:-1]))
+            buckets = [(label, cumulative[i]) for i, label in enumerate(_BUCKET_LABELS)]
+            buckets.append(("+Inf", cumulative[-1]))
+            durations.add_metric([method, route], buckets, entry[-1])
+        yield requests
+        yield durations
+
+
 class Metrics:
     """The Prometheus metrics of one application, in their own registry.
 
@@ -189,16 +251,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.requests = Counter(
-            "ledgerbase_http_requests", "HTTP requests served, by method, route template and status.",
-            ["method", "route", "status"], registry=self.registry)
-        self.duration = Histogram(
-            "ledgerbase_http_request_duration_seconds",
-            "Time from the request's arrival to the end of its response, by method and route template.",
-            ["method", "route"], buckets=DURATION_BUCKETS, registry=self.registry)
-        # prometheus_client's labels() takes a lock and builds a key per call: cache the children.
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._histograms: dict[tuple[str, str], Any] = {}
+        self._requests = _RequestMetrics()
+        self.registry.register(self._requests)
 
     def gauge(self, name: str, documentation: str, labelnames: tuple[str, ...] = ()) -> Gauge:
         """A new gauge registered in this registry. Raises ValueError if the name is taken."""
@@ -206,16 +260,7 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one request and record its duration. ``method`` outside the usual set counts as OTHER."""
-        if method not in _METHODS:
-            method = "OTHER"
-        counter = self._counters.get((method, route, status))
-        if counter is None:
-            counter = self._counters[(method, route, status)] = self.requests.labels(method, route, str(status))
-        histogram = self._histograms.get((method, route))
-        if histogram is None:
-            histogram = self._histograms[(method, route)] = self.duration.labels(method, route)
-        counter.inc()
-        histogram.observe(seconds)
+        self._requests.observe(method if method in _METHODS else "OTHER", route, status, seconds)
 
 
 def metrics_response(metrics: Metrics) -> Response:
@@ -223,6 +268,7 @@ def metrics_response(metrics: Metrics) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+@functools.lru_cache(maxsize=4096)
 def route_template(path: str) -> str:
     """The low-cardinality route a path belongs to, for metric labels and logs.
 
@@ -257,7 +303,7 @@ class ObservabilityMiddleware:
     """Pure ASGI middleware: request id, access log line, request metrics.
 
     The request id comes from the ``X-Request-Id`` header when it is 1-64
-    characters of ``[A-Za-z0-9._-]``, else it is a new uuid4 hex; it is echoed
+    characters of ``[A-Za-z0-9._-]``, else it is a new 32-hex-digit id; it is echoed
     in the response's ``X-Request-Id``, bound in structlog's context variables
     for the request, and set as ``scope["state"]["request_id"]``. The access
     line (``event="request"``) carries method, path without query string,
@@ -297,7 +343,8 @@ class ObservabilityMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
-        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        # one ContextVar rather than structlog's bind_contextvars: a third of this middleware's cost
+        token = _REQUEST_ID_VAR.set(request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
@@ -312,7 +359,13 @@ class ObservabilityMiddleware:
                     self._log_generation = _generation
                 self._log.info("request", method=method, path=path, route=route, status=status,
                                duration_ms=round(elapsed * 1000, 3))
-            structlog.contextvars.reset_contextvars(**tokens)
+            _REQUEST_ID_VAR.reset(token)
+
+
+# uuid4() per request read os.urandom every time: profiled at a fifth of a get-by-id
+# request's CPU. A random per-process prefix and a counter are as unique and cost nothing.
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count(1)
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
@@ -321,4 +374,4 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
             if _REQUEST_ID.fullmatch(value):
                 return value.decode("ascii")
             break
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"

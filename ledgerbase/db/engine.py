@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from ledgerbase.db.dialect import POSTGRES, SQLITE, Dialect
+from ledgerbase.db.sqlite_readers import ReaderPool
 from ledgerbase.errors import ConstraintError, DataError, LedgerbaseError, UnavailableError
 
 T = TypeVar("T")
@@ -198,12 +198,10 @@ class SqliteDatabase(Database):
         self.url = url
         self.path = sqlite_path(url)
         self._readers_count = max(1, readers)
-        self._local = threading.local()
-        self._reader_pool: ThreadPoolExecutor | None = None
+        self._readers: ReaderPool | None = None
         self._writer_pool: ThreadPoolExecutor | None = None
         self._writer: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
-        self._reader_connections: list[sqlite3.Connection] = []
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,40 +211,24 @@ class SqliteDatabase(Database):
             self._writer = await loop.run_in_executor(self._writer_pool, connect_sqlite, self.path)
         except sqlite3.Error as error:
             raise sqlite_error(error) from None
-        self._reader_pool = ThreadPoolExecutor(max_workers=self._readers_count,
-                                               thread_name_prefix="sqlite-reader")
+        self._readers = ReaderPool(self.path, self._readers_count,
+                                   lambda path: connect_sqlite(path, readonly=True), sqlite_error)
+        self._readers.start(asyncio.get_running_loop())
 
     async def close(self) -> None:
-        for pool in (self._reader_pool, self._writer_pool):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        for connection in self._reader_connections:
-            connection.close()
+        if self._readers is not None:
+            await asyncio.to_thread(self._readers.close)
+        if self._writer_pool is not None:
+            self._writer_pool.shutdown(wait=True)
         if self._writer is not None:
             self._writer.close()
-        self._reader_pool = self._writer_pool = self._writer = None
-        self._reader_connections = []
-
-    def _reader(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = connect_sqlite(self.path, readonly=True)
-            self._local.connection = connection
-            self._reader_connections.append(connection)
-        return connection
-
-    def _read(self, sql: str, params: Sequence[Any], one: bool) -> Any:
-        cursor = self._reader().execute(sql, params)
-        return cursor.fetchone() if one else cursor.fetchall()
+        self._readers = None
+        self._writer_pool = self._writer = None
 
     async def _on_reader(self, sql: str, params: Sequence[Any], one: bool) -> Any:
-        if self._reader_pool is None:
+        if self._readers is None:
             raise UnavailableError("the database is not open")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._reader_pool, self._read, sql, params, one)
-        except sqlite3.Error as error:
-            raise sqlite_error(error) from None
+        return await self._readers.submit(sql, params, one)
 
     async def _on_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
         writer = self._writer

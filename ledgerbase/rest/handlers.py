@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -524,6 +525,7 @@ def _check_limited(request: ApiRequest) -> None:
                               hint="Apply an 'order' using unique column(s)")
 
 
+@lru_cache(maxsize=1024)
 def _content_location(table: str, query_string: str) -> str:
     """PostgREST's Content-Location: the table and its query parameters in sorted order."""
     pairs = sorted(split_query(query_string))
