@@ -11,15 +11,14 @@ import asyncio
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 
 from ledgerbase.db.dialect import POSTGRES, SQLITE, Dialect
-from ledgerbase.db.sqlite_readers import ReaderPool
+from ledgerbase.db.sqlite_threads import ReaderPool, Writer
 from ledgerbase.errors import ConstraintError, DataError, LedgerbaseError, UnavailableError
 
 T = TypeVar("T")
@@ -182,15 +181,30 @@ def sqlite_error(error: sqlite3.Error) -> LedgerbaseError:
 
 
 class _SqliteTransaction(Transaction):
-    def __init__(self, database: SqliteDatabase) -> None:
-        self._database = database
+    """Statements of a transaction already running in the writer thread (no hand-off each)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
 
     async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        return await self._database._on_writer(lambda c: c.execute(sql, params).fetchall())
+        try:
+            return self._connection.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise sqlite_error(error) from None
+
+
+def _run_to_completion(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that awaits nothing but ``_SqliteTransaction`` calls, which never suspend."""
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a SQLite write transaction awaited something other than its statements")
 
 
 class SqliteDatabase(Database):
-    """SQLite in WAL mode: one writer connection, a pool of reader connections in threads."""
+    """SQLite in WAL mode: one writer connection and reader connections, each in its own thread."""
 
     dialect = SQLITE
 
@@ -199,46 +213,33 @@ class SqliteDatabase(Database):
         self.path = sqlite_path(url)
         self._readers_count = max(1, readers)
         self._readers: ReaderPool | None = None
-        self._writer_pool: ThreadPoolExecutor | None = None
-        self._writer: sqlite3.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._writer: Writer | None = None
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         loop = asyncio.get_running_loop()
+        writer = Writer(self.path, connect_sqlite)
         try:
-            self._writer = await loop.run_in_executor(self._writer_pool, connect_sqlite, self.path)
+            await asyncio.to_thread(writer.start, loop)
         except sqlite3.Error as error:
             raise sqlite_error(error) from None
+        self._writer = writer
         self._readers = ReaderPool(self.path, self._readers_count,
                                    lambda path: connect_sqlite(path, readonly=True), sqlite_error)
-        self._readers.start(asyncio.get_running_loop())
+        self._readers.start(loop)
 
     async def close(self) -> None:
         if self._readers is not None:
             await asyncio.to_thread(self._readers.close)
-        if self._writer_pool is not None:
-            self._writer_pool.shutdown(wait=True)
         if self._writer is not None:
-            self._writer.close()
+            await asyncio.to_thread(self._writer.close)
         self._readers = None
-        self._writer_pool = self._writer = None
+        self._writer = None
 
     async def _on_reader(self, sql: str, params: Sequence[Any], one: bool) -> Any:
         if self._readers is None:
             raise UnavailableError("the database is not open")
         return await self._readers.submit(sql, params, one)
-
-    async def _on_writer(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        writer = self._writer
-        if self._writer_pool is None or writer is None:
-            raise UnavailableError("the database is not open")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._writer_pool, work, writer)
-        except sqlite3.Error as error:
-            raise sqlite_error(error) from None
 
     async def fetch_one(self, sql: str, params: Sequence[Any]) -> Row | None:
         row: Row | None = await self._on_reader(sql, params, True)
@@ -249,15 +250,27 @@ class SqliteDatabase(Database):
         return rows
 
     async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False) -> T:
-        async with self._write_lock:
-            await self._on_writer(lambda c: c.execute("BEGIN IMMEDIATE"))
+        if self._writer is None:
+            raise UnavailableError("the database is not open")
+
+        def transaction(connection: sqlite3.Connection) -> T:
             try:
-                result = await work(_SqliteTransaction(self))
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise sqlite_error(error) from None
+            try:
+                result: T = _run_to_completion(work(_SqliteTransaction(connection)))  # type: ignore[arg-type]
             except BaseException:
-                await self._on_writer(lambda c: c.execute("ROLLBACK"))
+                connection.execute("ROLLBACK")
                 raise
-            await self._on_writer(lambda c: c.execute("ROLLBACK" if rollback else "COMMIT"))
+            try:
+                connection.execute("ROLLBACK" if rollback else "COMMIT")
+            except sqlite3.Error as error:
+                raise sqlite_error(error) from None
             return result
+
+        result: T = await self._writer.submit(transaction)
+        return result
 
     async def schema_version(self) -> int:
         """SQLite's schema cookie: it changes whenever a migration alters the schema."""

@@ -370,7 +370,7 @@ class DataApi:
         ids = orjson.dumps(rowids).decode()
         body = await self._sqlite_render(tx, node, request, ids)
         location = None
-        if table.primary_key and rowids:
+        if table.primary_key and rowids and prefs.return_ is ReturnPref.HEADERS_ONLY:
             keys = mutate.sqlite_keys(self.dialect, table, 0)
             location = (await tx.fetch_all(keys.sql, keys.bind((ids,))))[0][0]
         return affected, inserted, body, location
