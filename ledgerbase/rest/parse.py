@@ -70,6 +70,7 @@ def _unquote_name(text: str) -> str:
     return text
 
 
+@lru_cache(maxsize=2048)
 def parse_field(text: str, what: str = "select parameter") -> FieldRef:
     """``col``, ``"my col"``, ``col->a->>b``, ``col->0``."""
     raw = text.strip()
