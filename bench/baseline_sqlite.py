@@ -84,7 +84,10 @@ def parse_select(select: str) -> tuple[list[str], list[str]]:
 
 def compile_get(query: str) -> tuple[str, list[Any], list[str], list[str]]:
     """SQL, parameters and output columns for a GET on posts."""
-    plain, embedded, where, params = list(POSTS), [], [], []
+    plain: list[str] = list(POSTS)
+    embedded: list[str] = []
+    where: list[str] = []
+    params: list[Any] = []
     order, limit, limit_value = "", "", 0
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "select":

