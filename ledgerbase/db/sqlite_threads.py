@@ -11,6 +11,7 @@ into one per batch.
 from __future__ import annotations
 
 import asyncio
+import collections
 import queue
 import sqlite3
 import threading
@@ -36,10 +37,12 @@ class ReaderPool:
         self._threads = [threading.Thread(target=self._run, name=f"sqlite-reader-{i}", daemon=True)
                          for i in range(max(1, size))]
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._delivery = _Delivery()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the reader threads; results are delivered on ``loop``."""
         self._loop = loop
+        self._delivery.loop = loop
         for thread in self._threads:
             thread.start()
 
@@ -75,9 +78,7 @@ class ReaderPool:
                         stopping = True
                         break
                     batch.append(more)
-                done = [self._execute(connection, item) for item in batch]
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(_deliver, done)
+                self._delivery.put([self._execute(connection, item) for item in batch])
                 if stopping:
                     return
         finally:
@@ -92,14 +93,44 @@ class ReaderPool:
             return future, None, self._translate(error)
 
 
-def _deliver(done: list[tuple[asyncio.Future[Any], Any, Exception | None]]) -> None:
-    for future, result, error in done:
-        if future.cancelled():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
+Outcome = tuple["asyncio.Future[Any]", Any, "Exception | None"]
+
+
+class _Delivery:
+    """Hands finished work back to the event loop, waking it once for everything finished meanwhile.
+
+    A wake-up (``call_soon_threadsafe``: a write to the loop's self-pipe and a
+    pass of its selector) per batch cost about 3 us of a get-by-id; finished
+    work now waits in a deque and the loop is woken only when no wake-up is
+    already pending. Deque operations and the flag are safe under the GIL: work
+    finished while a wake-up is pending is drained by it, and work finished
+    after the drain began schedules another.
+    """
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._done: collections.deque[Outcome] = collections.deque()
+        self._pending = False
+
+    def put(self, outcomes: list[Outcome]) -> None:
+        """From a database thread: queue results and wake the loop if it is not already waking."""
+        self._done.extend(outcomes)
+        if not self._pending:
+            self._pending = True
+            assert self.loop is not None
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._pending = False
+        done = self._done
+        while done:
+            future, result, error = done.popleft()
+            if future.cancelled():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
 
 
 WriteJob = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
@@ -123,10 +154,12 @@ class Writer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._failure: BaseException | None = None
+        self._delivery = _Delivery()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Open the writer connection in its thread; raises what opening it raised."""
         self._loop = loop
+        self._delivery.loop = loop
         self._thread.start()
         self._ready.wait()
         if self._failure is not None:
@@ -168,9 +201,7 @@ class Writer:
                         stopping = True
                         break
                     batch.append(more)
-                done = [_run_job(connection, work, future) for work, future in batch]
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(_deliver, done)
+                self._delivery.put([_run_job(connection, work, future) for work, future in batch])
                 if stopping:
                     return
         finally:
