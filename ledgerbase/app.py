@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -229,8 +230,8 @@ async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ma
         log.exception("unhandled_error", path=path)
         internal = LedgerbaseError("Internal server error", code="PGRST000", status=500)
         reply = Reply(500, error_body(internal), {"Content-Type": _JSON.decode()})
-    out = [(name.lower().encode("latin-1"), value.encode("latin-1"))
-           for name, value in reply.headers.items() if name.lower() != "content-type"]
+    out = [(_header_name(name), value.encode("latin-1"))
+           for name, value in reply.headers.items() if name != "Content-Type"]
     if "origin" in headers:
         out.append((b"access-control-allow-origin", b"*"))
         out.append((b"access-control-expose-headers",
@@ -244,6 +245,12 @@ async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ma
         await send({"type": "http.response.body", "body": b""})
         return
     await _send(send, reply.status, reply.body, out, reply.headers["Content-Type"].encode())
+
+
+@functools.lru_cache(maxsize=64)
+def _header_name(name: str) -> bytes:
+    """A reply header's name as ASGI wants it (lower-case bytes); names come from code."""
+    return name.lower().encode("latin-1")
 
 
 def _cors_preflight(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -152,7 +152,7 @@ class DataApi:
                 headers={"Content-Range": f"*/{total}"},
             )
         payload = self.format_rows(body, page_total, node, request.media_type)
-        headers["Content-Type"] = CONTENT_TYPES[request.media_type].decode()
+        headers["Content-Type"] = CONTENT_TYPES[request.media_type]
         if request.method == "HEAD":
             return Reply(status, b"", headers)
         return Reply(status, payload, headers)
@@ -265,7 +265,7 @@ class DataApi:
             headers["Preference-Applied"] = applied
         if node is None:
             return Reply(204, b"", headers)
-        headers["Content-Type"] = CONTENT_TYPES[request.media_type].decode()
+        headers["Content-Type"] = CONTENT_TYPES[request.media_type]
         return Reply(201 if inserted > 0 else 200,
                      self.format_rows(_merge_arrays(bodies), affected, node, request.media_type), headers)
 
@@ -485,7 +485,7 @@ class DataApi:
             headers["Preference-Applied"] = applied
         if node is None:
             return Reply(status if request.method == "POST" else 204, b"", headers)
-        headers["Content-Type"] = CONTENT_TYPES[request.media_type].decode()
+        headers["Content-Type"] = CONTENT_TYPES[request.media_type]
         return Reply(status, self.format_rows(body, affected, node, request.media_type), headers)
 
 def _require_writer(claims: Claims, table: Table) -> None:

@@ -131,6 +131,8 @@ class Preferences:
 
     def applied(self, *keys: str) -> str | None:
         """The ``Preference-Applied`` value for ``keys``, in PostgREST's order; None if empty."""
+        if not self.given:
+            return None
         order = ("resolution", "missing", "return", "count", "tx", "handling", "max-affected")
         found = dict(self.given)
         if not self.handling_strict:

@@ -16,9 +16,9 @@ from ledgerbase.rest.plan import ColumnOut, EmbedOut, ReadNode
 from ledgerbase.rest.request import MediaType
 
 CONTENT_TYPES = {
-    MediaType.JSON: b"application/json; charset=utf-8",
-    MediaType.OBJECT: b"application/vnd.pgrst.object+json; charset=utf-8",
-    MediaType.CSV: b"text/csv; charset=utf-8",
+    MediaType.JSON: "application/json; charset=utf-8",
+    MediaType.OBJECT: "application/vnd.pgrst.object+json; charset=utf-8",
+    MediaType.CSV: "text/csv; charset=utf-8",
 }
 _CSV_PLAIN = re.compile(r'^[^",\\()\s]+$')
 

@@ -105,7 +105,7 @@ async def call_function(api: DataApi, cache: SchemaCache, name: str, incoming: I
         rows = await api.database.write(work, rollback=request.preferences.tx == "rollback")
     else:
         rows = await api.database.fetch_all(statement.sql, statement.bind(values))
-    headers = {"Content-Type": CONTENT_TYPES[request.media_type].decode()}
+    headers = {"Content-Type": CONTENT_TYPES[request.media_type]}
     if run_read and node is not None:
         total, page_total, body = rows[0]
         if not function.returns_set:
