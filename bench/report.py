@@ -1,9 +1,20 @@
-"""Render one run's measurements as bench/RESULTS.md: tables, ratios and target marks."""
+"""Render one run's measurements as bench/RESULTS.md: tables, ratios and target marks.
+
+Each run keeps its figures in bench/out/run-*/results.json; to render a run again
+(after a change to this file, say), keeping any section written by hand:
+
+    .venv/bin/python bench/report.py bench/out/run-20261123-100414 --output bench/RESULTS.md
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 from harness import READ_WORKLOADS, WORKLOAD_TITLES, WORKLOADS, Check, Measurement
 
@@ -80,7 +91,7 @@ def table(report: Report, servers: Iterable[str], connections: list[int],
                 row = [report.labels.get(server, server), title, str(conns),
                        f"{m.rps:,.0f}", f"{m.p50_ms:.2f}", f"{m.p99_ms:.2f}", str(m.errors),
                        f"{m.other_cpu:.2f}",
-                       fmt_ratio(ratio(m, report.find(FIXED, FIXED, conns))),
+                       fmt_ratio(ratio(m, report.find(FIXED, workload, conns))),
                        fmt_ratio(ratio(m, report.find(HANDWRITTEN, workload, conns)))]
                 if against_postgrest:
                     row.append(fmt_ratio(ratio(m, report.find(POSTGREST, workload, conns))))
@@ -120,8 +131,8 @@ def targets(report: Report, connections: list[int], scaling_pair: tuple[str, str
 
 
 def render(report: Report, connections: list[int],
-           scaling_pair: tuple[str, str] | None) -> str:
-    """The whole RESULTS.md text."""
+           scaling_pair: tuple[str, str] | None, extra: str = "") -> str:
+    """The whole RESULTS.md text; ``extra`` (sections written by hand) goes at the end."""
     out = ["# Benchmark results", "",
            "Written by `bench/run.sh` (see bench/README.md). Absolute figures depend on the "
            "machine and its neighbours; only the ratios between servers measured in this one "
@@ -164,4 +175,105 @@ def render(report: Report, connections: list[int],
         out.append(f"- all {len(report.checks)} checks answered as expected")
     if report.notes:
         out += ["", "## Notes", "", *[f"- {note}" for note in report.notes]]
+    if extra.strip():
+        out += ["", extra.strip()]
     return "\n".join(out) + "\n"
+
+
+# -- results.json: keep a run, render it again -------------------------------------------
+
+GENERATED_SECTIONS = {"Targets", "SQLite", "PostgreSQL", "Servers", "Answer checks", "Notes"}
+MACHINE_KEYS = {"machine", "software", "PostgreSQL", "PostgREST", "background load"}
+
+
+def to_json(report: Report, connections: list[int], scaling: tuple[str, str] | None,
+            ) -> dict[str, Any]:
+    data = asdict(report)
+    data["measurements"] = [asdict(m) | {"rps": m.rps} for m in report.measurements]
+    return {"report": data, "connections": connections, "scaling": scaling}
+
+
+def from_json(data: dict[str, Any], old_text: str = "",
+              ) -> tuple[Report, list[int], tuple[str, str] | None]:
+    """A report saved by to_json; older results.json files (figures only) take the
+    run's facts from its RESULTS.md text."""
+    names = {f.name for f in fields(Measurement)}
+    saved = data.get("report") or legacy_report(data, old_text)
+    measurements = [Measurement(**{k: v for k, v in m.items() if k in names})
+                    for m in saved["measurements"]]
+    report = Report(**(saved | {"measurements": measurements,
+                                "checks": [Check(**c) for c in saved["checks"]]}))
+    connections = data.get("connections") or sorted({m.connections for m in measurements})
+    scaling = data.get("scaling", legacy_scaling(report))
+    return report, connections, tuple(scaling) if scaling else None
+
+
+def default_label(name: str) -> str:
+    if name.startswith("ledgerbase-pg-w"):
+        workers = int(name.rsplit("w", 1)[1])
+        return f"ledgerbase serve (PostgreSQL, {workers} worker{'s' if workers > 1 else ''})"
+    return {FIXED: "fixed-JSON uvicorn app", HANDWRITTEN: "hand-written sqlite3 app",
+            OURS_SQLITE: "ledgerbase serve (SQLite)", POSTGREST: "PostgREST"}.get(name, name)
+
+
+def legacy_report(data: dict[str, Any], text: str) -> dict[str, Any]:
+    header = text.split("\n## ", 1)[0]
+    facts = dict(re.findall(r"^- ([^:\n]+): (.*)$", header, re.MULTILINE))
+    servers = list(dict.fromkeys(m["server"] for m in data["measurements"]))
+    labels = {name: default_label(name) for name in servers}
+    notes_section = section(text, "Servers")
+    server_notes = {name: note for name in servers
+                    for label, note in re.findall(r"^- ([^:\n]+): (.*)$", notes_section,
+                                                  re.MULTILINE) if label == labels[name]}
+    return {
+        "started": facts.pop("date", ""), "commit": facts.pop("commit", "").strip("`"),
+        "command": facts.pop("command", "").strip("`"),
+        "machine": {k: v for k, v in facts.items() if k in MACHINE_KEYS},
+        "settings": {k: v for k, v in facts.items() if k not in MACHINE_KEYS},
+        "labels": labels, "server_notes": server_notes, "measurements": data["measurements"],
+        "checks": data["checks"], "notes": data["notes"],
+        "sqlite_servers": [n for n in (HANDWRITTEN, OURS_SQLITE) if n in servers],
+        "postgres_servers": sorted((n for n in servers if n.startswith("ledgerbase-pg-w")),
+                                   key=lambda n: int(n.rsplit("w", 1)[1]))
+        + ([POSTGREST] if POSTGREST in servers else []),
+    }
+
+
+def legacy_scaling(report: Report) -> tuple[str, str] | None:
+    workers = [int(n.rsplit("w", 1)[1]) for n in report.postgres_servers
+               if n.startswith("ledgerbase-pg-w")]
+    if 1 in workers and len(workers) > 1:
+        return "ledgerbase-pg-w1", f"ledgerbase-pg-w{max(workers)}"
+    return None
+
+
+def section(text: str, title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    return match.group(1) if match else ""
+
+
+def hand_written_sections(text: str) -> str:
+    """The sections of a RESULTS.md that render() does not write (added by hand)."""
+    parts = re.split(r"^(?=## )", text, flags=re.MULTILINE)[1:]
+    return "".join(part for part in parts
+                   if part.splitlines()[0].removeprefix("## ").strip() not in GENERATED_SECTIONS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Render a run's RESULTS.md again.")
+    parser.add_argument("run_dir", type=Path, help="bench/out/run-...")
+    parser.add_argument("--output", type=Path, help="default: RUN_DIR/RESULTS.md")
+    args = parser.parse_args(argv)
+    output = args.output or args.run_dir / "RESULTS.md"
+    old_run_text = (args.run_dir / "RESULTS.md").read_text() \
+        if (args.run_dir / "RESULTS.md").exists() else ""
+    old_output_text = output.read_text() if output.exists() else ""
+    data = json.loads((args.run_dir / "results.json").read_text())
+    report, connections, scaling = from_json(data, old_run_text or old_output_text)
+    output.write_text(render(report, connections, scaling,
+                             extra=hand_written_sections(old_output_text)))
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -456,9 +456,7 @@ class Run:
         (self.dir / "RESULTS.md").write_text(text)
         self.args.results.write_text(text)
         (self.dir / "results.json").write_text(json.dumps(
-            {"measurements": [asdict(m) | {"rps": m.rps} for m in self.report.measurements],
-             "checks": [asdict(c) for c in self.report.checks], "notes": self.report.notes},
-            indent=1))
+            rp.to_json(self.report, self.args.connections, self.scaling), indent=1))
         print(f"\nwrote {self.args.results} (raw output in {self.dir})")
 
 
