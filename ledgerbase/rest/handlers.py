@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +32,7 @@ from ledgerbase.rest.responses import (
 from ledgerbase.rest.rpc import call_function
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_URL_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
 KNOWN_METHODS = WRITE_METHODS | {"GET", "HEAD", "OPTIONS"}
 
 
@@ -97,11 +98,11 @@ class DataApi:
             return Reply(200, headers={"Allow": allow, "Access-Control-Allow-Origin": "*"})
         if method not in ("GET", "HEAD") and method not in WRITE_METHODS:
             raise LedgerbaseError(f"Unsupported HTTP method: {method}", code="PGRST117", status=405)
-        request = parse_request(method, table.name, is_rpc=False,
-                                query=split_query(incoming.query_string), headers=incoming.headers,
+        query = split_query(incoming.query_string)
+        request = parse_request(method, table.name, is_rpc=False, query=query, headers=incoming.headers,
                                 prefer=[incoming.headers["prefer"]] if "prefer" in incoming.headers else [])
         if method in ("GET", "HEAD"):
-            return await self._read(cache, table, request, incoming.query_string)
+            return await self._read(cache, table, request, query)
         _require_writer(incoming.claims, table)
         if method == "POST":
             return await self._insert(cache, table, request, incoming)
@@ -126,7 +127,7 @@ class DataApi:
         return result
 
     async def _read(self, cache: SchemaCache, table: Table, request: ApiRequest,
-                    incoming_query: str) -> Reply:
+                    query: list[tuple[str, str]]) -> Reply:
         node, statement = self._read_statement(cache, table, request)
         row = await self.database.fetch_one(statement.sql, statement.bind(request.values))
         assert row is not None
@@ -134,7 +135,7 @@ class DataApi:
         if self._planned(request):
             total = await self._planned_total(cache, node, request)
         return self.page_reply(request, node, page_total, total, body,
-                                {"Content-Location": _content_location(table.name, incoming_query)})
+                                {"Content-Location": _content_location(table.name, query)})
 
     def page_reply(self, request: ApiRequest, node: ReadNode, page_total: int, total: int | None,
                     body: str, headers: dict[str, str]) -> Reply:
@@ -525,10 +526,14 @@ def _check_limited(request: ApiRequest) -> None:
                               hint="Apply an 'order' using unique column(s)")
 
 
-@lru_cache(maxsize=1024)
-def _content_location(table: str, query_string: str) -> str:
+def _content_location(table: str, query: list[tuple[str, str]]) -> str:
     """PostgREST's Content-Location: the table and its query parameters in sorted order."""
-    pairs = sorted(split_query(query_string))
-    if not pairs:
-        return f"/{quote(table)}"
-    return f"/{quote(table)}?" + "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
+    if not query:
+        return f"/{_quote(table)}"
+    pairs = sorted(query) if len(query) > 1 else query
+    return f"/{_quote(table)}?" + "&".join(f"{_quote(k)}={_quote(v)}" for k, v in pairs)
+
+
+def _quote(text: str) -> str:
+    """Percent-encode for a URL, skipping the work when nothing needs it (the usual case)."""
+    return text if _URL_PLAIN.fullmatch(text) else quote(text, safe="")
