@@ -380,13 +380,8 @@ class PostgresDatabase(Database):
             self._pool = None
 
     async def fetch_one(self, sql: str, params: Sequence[Any]) -> Row | None:
-        pool = await self._get_pool()
-        try:
-            async with pool.acquire() as connection:
-                record = await connection.fetchrow(sql, *params)
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
-            raise pg_error(error) from None
-        return tuple(record) if record is not None else None
+        rows = await self.fetch_all(sql, params)
+        return rows[0] if rows else None
 
     async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
         pool = await self._get_pool()

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 _BATCH = 64
 _STOP = None
@@ -64,20 +64,7 @@ class ReaderPool:
         connection = self._connect(self._path)
         try:
             while True:
-                job = self._queue.get()
-                if job is _STOP:
-                    return
-                batch: list[Job] = [job]
-                stopping = False
-                while len(batch) < _BATCH:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is _STOP:
-                        stopping = True
-                        break
-                    batch.append(more)
+                batch, stopping = _take_batch(self._queue)
                 self._delivery.put([self._execute(connection, item) for item in batch])
                 if stopping:
                     return
@@ -91,6 +78,24 @@ class ReaderPool:
             return future, cursor.fetchone() if one else cursor.fetchall(), None
         except sqlite3.Error as error:
             return future, None, self._translate(error)
+
+
+Item = TypeVar("Item")
+
+
+def _take_batch(jobs: queue.SimpleQueue[Item | None]) -> tuple[list[Item], bool]:
+    """Block for one job, then take whatever else is waiting (up to a batch); True on stop."""
+    batch: list[Item] = []
+    job = jobs.get()
+    while job is not None:
+        batch.append(job)
+        if len(batch) >= _BATCH:
+            return batch, False
+        try:
+            job = jobs.get_nowait()
+        except queue.Empty:
+            return batch, False
+    return batch, True
 
 
 Outcome = tuple["asyncio.Future[Any]", Any, "Exception | None"]
@@ -187,21 +192,8 @@ class Writer:
         self._ready.set()
         try:
             while True:
-                job = self._queue.get()
-                if job is None:
-                    return
-                batch = [job]
-                stopping = False
-                while len(batch) < _BATCH:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stopping = True
-                        break
-                    batch.append(more)
-                self._delivery.put([_run_job(connection, work, future) for work, future in batch])
+                writes, stopping = _take_batch(self._queue)
+                self._delivery.put([_run_job(connection, work, future) for work, future in writes])
                 if stopping:
                     return
         finally:
