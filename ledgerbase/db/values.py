@@ -249,8 +249,3 @@ def to_sqlite(pg_type: PgType, value: Any) -> Any:
     if kind in (TypeKind.DATE, TypeKind.TIME):
         return value.isoformat()
     return value
-
-
-def pg_text_timestamptz(stored: str) -> str:
-    """PostgreSQL's text output (UTC session) of a stored timestamptz: ``2024-01-15 10:30:00+00``."""
-    return stored.replace("T", " ").removesuffix("+00:00") + "+00"

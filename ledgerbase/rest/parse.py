@@ -475,12 +475,10 @@ def parse_request(method: str, target: str, *, is_rpc: bool, query: Sequence[tup
                 continue
         draft(path).filters.append(parse_condition(parse_field(last, "filter"), value, builder))
 
-    range_requested = False
     if method in ("GET", "HEAD"):
         unit = headers.get("range-unit", "items")
         requested = parse_range(headers.get("range")) if unit == "items" else None
         if requested is not None:
-            range_requested = True
             _apply_range(draft(()), requested, builder)
 
     nodes = tuple(
@@ -491,7 +489,7 @@ def parse_request(method: str, target: str, *, is_rpc: bool, query: Sequence[tup
     return ApiRequest(
         method=method, target=target, is_rpc=is_rpc, select=select, nodes=nodes,
         preferences=parse_prefer(tuple(prefer)), media_type=parse_accept(headers.get("accept")),
-        columns=columns, on_conflict=on_conflict, range_requested=range_requested,
+        columns=columns, on_conflict=on_conflict,
         rpc_args=tuple(rpc_args), values=tuple(builder.values),
     )
 

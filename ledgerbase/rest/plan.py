@@ -23,7 +23,6 @@ from ledgerbase.rest.request import (
     SelectItem,
 )
 
-TEXT_KINDS = frozenset({TypeKind.TEXT, TypeKind.OTHER, TypeKind.UUID, TypeKind.JSON, TypeKind.JSONB})
 ALLOWED_CASTS = {
     "text": "text", "varchar": "text", "int": "integer", "integer": "integer", "int4": "integer",
     "int8": "bigint", "bigint": "bigint", "smallint": "smallint", "int2": "smallint",

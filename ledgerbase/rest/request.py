@@ -162,7 +162,6 @@ class ApiRequest:
     media_type: MediaType
     columns: tuple[str, ...] | None = None
     on_conflict: tuple[str, ...] | None = None
-    range_requested: bool = False
     rpc_args: tuple[tuple[str, int], ...] = ()  # GET /rpc/fn?arg=value: (name, value slot)
     values: tuple[object, ...] = field(default=(), compare=False, hash=False)
 
