@@ -205,9 +205,11 @@ def _token(headers: dict[str, str]) -> str | None:
 async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").lower()
+        name = raw_name.decode("latin-1")  # ASGI servers give header names in lower case
         value = raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers and name == "prefer" else value
+        if name == "prefer" and name in headers:
+            value = f"{headers[name]}, {value}"
+        headers[name] = value
     method: str = scope["method"]
     path: str = scope["path"][len("/rest/v1"):]
     try:

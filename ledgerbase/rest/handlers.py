@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -534,6 +535,7 @@ def _content_location(table: str, query: list[tuple[str, str]]) -> str:
     return f"/{_quote(table)}?" + "&".join(f"{_quote(k)}={_quote(v)}" for k, v in pairs)
 
 
+@lru_cache(maxsize=4096)
 def _quote(text: str) -> str:
     """Percent-encode for a URL, skipping the work when nothing needs it (the usual case)."""
     return text if _URL_PLAIN.fullmatch(text) else quote(text, safe="")

@@ -413,7 +413,9 @@ def split_query(query_string: str) -> list[tuple[str, str]]:
         if not part:
             continue
         key, _, value = part.partition("=")
-        pairs.append((unquote_plus(key), unquote_plus(value)))
+        if "%" in part or "+" in part:
+            key, value = unquote_plus(key), unquote_plus(value)
+        pairs.append((key, value))
     return pairs
 
 
