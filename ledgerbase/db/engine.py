@@ -59,6 +59,13 @@ class Database(ABC):
     async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False) -> T:
         """Run ``work`` in a write transaction, committed unless it raises or ``rollback``."""
 
+    async def fetch_all_read_only(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """Run one statement where writing is refused (25006), as PostgREST runs GET requests.
+
+        SQLite's reader connections are opened read-only, so there it is ``fetch_all``.
+        """
+        return await self.fetch_all(sql, params)
+
     async def ping(self) -> bool:
         """Whether the database answers a trivial query."""
         try:
@@ -387,6 +394,15 @@ class PostgresDatabase(Database):
         pool = await self._get_pool()
         try:
             async with pool.acquire() as connection:
+                records = await connection.fetch(sql, *params)
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
+            raise pg_error(error) from None
+        return [tuple(record) for record in records]
+
+    async def fetch_all_read_only(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire() as connection, connection.transaction(readonly=True):
                 records = await connection.fetch(sql, *params)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             raise pg_error(error) from None

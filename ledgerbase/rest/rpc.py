@@ -103,6 +103,9 @@ async def call_function(api: DataApi, cache: SchemaCache, name: str, incoming: I
         async def work(tx: Transaction) -> list[tuple[Any, ...]]:
             return await tx.fetch_all(statement.sql, statement.bind(values))
         rows = await api.database.write(work, rollback=request.preferences.tx == "rollback")
+    elif function.volatile:
+        # a GET runs read-only, as in PostgREST: a function that writes answers 405 (25006)
+        rows = await api.database.fetch_all_read_only(statement.sql, statement.bind(values))
     else:
         rows = await api.database.fetch_all(statement.sql, statement.bind(values))
     headers = {"Content-Type": CONTENT_TYPES[request.media_type]}
