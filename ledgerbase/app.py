@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import signal
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -22,11 +23,13 @@ from ledgerbase.auth.keys import TokenVerifier, load_or_create_secret
 from ledgerbase.config import Settings
 from ledgerbase.db.engine import Database, PostgresDatabase, SqliteDatabase, open_database
 from ledgerbase.db.introspect import introspect
+from ledgerbase.db.migrate import migrate
 from ledgerbase.db.schema import SchemaCache
 from ledgerbase.errors import LedgerbaseError, UnavailableError
 from ledgerbase.observability import Metrics, ObservabilityMiddleware, configure_logging, metrics_response
 from ledgerbase.rest.exchange import Incoming, Reply
 from ledgerbase.rest.handlers import DataApi
+from ledgerbase.rest.openapi import build_openapi
 from ledgerbase.rest.responses import error_body
 
 Scope = MutableMapping[str, Any]
@@ -62,8 +65,6 @@ class Runtime:
         """Open the database, apply the demo schema if asked, load the schema cache."""
         await self.database.start()
         if self.demo:
-            from ledgerbase.db.migrate import migrate
-
             await migrate(self.database.url, DEMO_MIGRATIONS)
         with contextlib.suppress(UnavailableError):
             await self.reload_schema()
@@ -266,22 +267,14 @@ def _cors_preflight(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 def _openapi(runtime: Runtime, scope: Scope, headers: dict[str, str]) -> bytes:
-    from ledgerbase.rest.openapi import build_openapi
-
     host = headers.get("host", f"{runtime.settings.host}:{runtime.settings.port}")
     scheme = scope.get("scheme", "http")
     return orjson.dumps(build_openapi(runtime.schema, server_url=f"{scheme}://{host}/rest/v1",
                                       version=__version__))
 
 
-
-
-
-
 def app_from_env() -> Callable[..., Awaitable[None]]:
     """Factory for uvicorn (``--workers``): settings from ``LEDGERBASE_*`` variables."""
-    import os
-
     settings = Settings()
     configure_logging(settings.log_level)
     return create_app(settings, demo=os.environ.get("LEDGERBASE_DEMO") == "1")
