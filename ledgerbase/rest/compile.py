@@ -433,17 +433,17 @@ class ReadCompiler:
                 f"(SELECT {columns} FROM {source}{tail}) AS {rows})")
 
     def _spread_exprs(self, parent: str, embed: EmbedOut) -> list[tuple[str, str]]:
-        """For ``...rel(cols)``: one scalar sub-select per column of the to-one embed."""
-        found: list[tuple[str, str]] = []
-        for key, _ in self._outputs(self.new_alias(), embed.node):
-            child = self.new_alias()
-            node = embed.node
-            value = dict(self._outputs(child, node))[key]
-            join = self.join_condition(parent, child, embed.relationship)
-            where = self.where(child, node, (join,))
-            found.append((key, f"(SELECT {value} FROM {quote_ident(node.table.name)} AS "
-                               f"{quote_ident(child)} WHERE {where})"))
-        return found
+        """For ``...rel(cols)``: one scalar sub-select per column of the to-one embed.
+
+        The columns, the join and the filters are compiled once; each sub-select is its
+        own scope, so they share the alias and (numbered) parameters.
+        """
+        child = self.new_alias()
+        node = embed.node
+        join = self.join_condition(parent, child, embed.relationship)
+        where = self.where(child, node, (join,))
+        source = f"{quote_ident(node.table.name)} AS {quote_ident(child)} WHERE {where}"
+        return [(key, f"(SELECT {value} FROM {source})") for key, value in self._outputs(child, node)]
 
     def _outputs(self, alias: str, node: ReadNode) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []

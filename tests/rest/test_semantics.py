@@ -127,6 +127,8 @@ CASES = [
                {"id": 4, "books": []}]),
     Case("spread", "/books?select=title,...authors(author:name,country)&id=eq.5",
          json=[{"title": "Solaris", "author": "Stanisław Lem", "country": "PL"}]),
+    Case("spread with a JSON path", "/loans?select=id,...books(title,pages:meta->pages)&id=eq.1",
+         json=[{"id": 1, "title": "The Dispossessed", "pages": 387}]),
     Case("spread on to-many", "/authors?select=...books(title)", status=400, contains={"code": "PGRST119"}),
     Case("order by embedded column", "/books?select=id&order=authors(name).desc,id", json=ids(1, 2, 5, 6, 3, 4)),
     Case("embedded limit", "/authors?select=id,books(id)&books.order=id.desc&books.limit=1&id=in.(1,2)&order=id",
