@@ -71,16 +71,15 @@ class DataApi:
 
     async def handle(self, incoming: Incoming) -> Reply:
         """Answer one request below ``/rest/v1``; raises LedgerbaseError for error replies."""
+        cache = self._schema()
         for header in ("accept-profile", "content-profile"):
             profile = incoming.headers.get(header)
-            if profile is not None and profile != self._schema().schema:
-                raise LedgerbaseError(
-                    f"The schema must be one of the following: {self._schema().schema}",
-                    code="PGRST106", status=406)
+            if profile is not None and profile != cache.schema:
+                raise LedgerbaseError(f"The schema must be one of the following: {cache.schema}",
+                                      code="PGRST106", status=406)
         if incoming.method not in KNOWN_METHODS:
             raise LedgerbaseError(f"Unsupported HTTP method: {incoming.method}", code="PGRST117",
                                   status=405)
-        cache = self._schema()
         if not cache.loaded:
             raise UnavailableError("Could not query the database for the schema cache. Retrying.",
                                    code="PGRST002")
