@@ -23,7 +23,7 @@ from ledgerbase.auth.keys import TokenVerifier, load_or_create_secret
 from ledgerbase.config import Settings
 from ledgerbase.db.engine import Database, PostgresDatabase, SqliteDatabase, open_database
 from ledgerbase.db.introspect import introspect
-from ledgerbase.db.migrate import migrate
+from ledgerbase.db.migrate import MigrationError, migrate
 from ledgerbase.db.schema import SchemaCache
 from ledgerbase.errors import LedgerbaseError, UnavailableError
 from ledgerbase.observability import Metrics, ObservabilityMiddleware, configure_logging, metrics_response
@@ -60,18 +60,29 @@ class Runtime:
         self._watchers: list[asyncio.Task[None]] = []
         self._listener: Any = None
         self._schema_version: int | None = None
+        self.prepared = False
 
     async def start(self) -> None:
         """Open the database, apply the demo schema if asked, load the schema cache."""
         await self.database.start()
-        if self.demo:
-            await migrate(self.database.url, DEMO_MIGRATIONS)
+        await self.prepare_database()
         with contextlib.suppress(UnavailableError):
             await self.reload_schema()
         self._watchers.append(asyncio.create_task(self._watch_schema()))
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGUSR1, lambda: asyncio.ensure_future(self.reload_schema()))
+
+    async def prepare_database(self) -> None:
+        """Set up roles, ``auth`` and the demo schema (``--demo``); retried while the database is down."""
+        try:
+            await migrate(self.database.url, DEMO_MIGRATIONS if self.demo else None)
+        except MigrationError as error:
+            if self.demo or not isinstance(self.database, PostgresDatabase):
+                raise
+            log.warning("database_setup_deferred", error=error.message)
+            return
+        self.prepared = True
 
     async def stop(self) -> None:
         """Stop background work and close connections."""
@@ -96,6 +107,8 @@ class Runtime:
         """Reload on ``NOTIFY pgrst, 'reload schema'`` (PostgreSQL) or a schema change (SQLite)."""
         while True:
             try:
+                if not self.prepared:
+                    await self.prepare_database()
                 if isinstance(self.database, SqliteDatabase):
                     version = await self.database.schema_version()
                     if self._schema_version is not None and version != self._schema_version:

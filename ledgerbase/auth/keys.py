@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import orjson
 
+from ledgerbase.db.context import RequestContext
 from ledgerbase.errors import AuthError
 
 ROLES = frozenset({"anon", "authenticated", "service_role"})
@@ -30,6 +32,7 @@ class Claims:
     subject: str | None
     expires_at: float | None
     raw: dict[str, Any]
+    context: RequestContext
 
 
 def load_or_create_secret(data_dir: Path, configured: str = "") -> str:
@@ -102,6 +105,15 @@ class TokenVerifier:
         role = payload.get("role", "anon")
         if not isinstance(role, str) or role not in ROLES:
             raise AuthError(f'role "{role}" does not exist', code="22023", status=401)
-        subject = payload.get("sub")
-        return Claims(role=role, subject=str(subject) if subject is not None else None,
-                      expires_at=float(expires) if expires is not None else None, raw=payload)
+        subject = str(payload["sub"]) if payload.get("sub") is not None else None
+        email = payload.get("email")
+        context = RequestContext(role=role, claims_json=orjson.dumps(payload).decode(), uid=subject,
+                                 email=email if isinstance(email, str) else None)
+        return Claims(role=role, subject=subject,
+                      expires_at=float(expires) if expires is not None else None, raw=payload,
+                      context=context)
+
+    @property
+    def secret(self) -> str:
+        """The HS256 secret (for signing tokens; never log it)."""
+        return self._secret

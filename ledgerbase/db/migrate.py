@@ -19,7 +19,9 @@ from pathlib import Path
 
 import asyncpg
 
+from ledgerbase.auth.schema import postgres_tables, sqlite_tables
 from ledgerbase.db.engine import connect_sqlite, sqlite_path
+from ledgerbase.db.platform import postgres_setup
 from ledgerbase.db.translate import TranslatedStatement, TranslationError, translate_to_sqlite
 from ledgerbase.errors import LedgerbaseError
 
@@ -42,6 +44,8 @@ _POSTGRES_BOOKKEEPING = (
     "CREATE SCHEMA IF NOT EXISTS ledgerbase",
     "CREATE TABLE IF NOT EXISTS ledgerbase.migrations "
     "(name text PRIMARY KEY, checksum text NOT NULL, applied_at text NOT NULL)",
+    # when the platform (roles, auth schema, grants) was first set up
+    "CREATE TABLE IF NOT EXISTS ledgerbase.platform (name text PRIMARY KEY, applied_at text NOT NULL)",
 )
 # One migration run at a time per PostgreSQL database (several servers may start together).
 _POSTGRES_LOCK_KEY = 0x4C42_4D49  # "LBMI"
@@ -74,18 +78,21 @@ class MigrationFile:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-async def migrate(database_url: str, directory: Path) -> MigrationResult:
+async def migrate(database_url: str, directory: Path | None) -> MigrationResult:
     """Apply the migrations of ``directory`` not applied yet to the database at ``database_url``.
 
     ``database_url`` is ``sqlite:///path.db`` (its directory is created) or
     ``postgresql://...``. Raises MigrationError naming the file (and line) that
     failed; files before it stay applied, the failing one leaves no trace.
+    The platform (``ledgerbase.db.platform``, the auth tables) is set up first;
+    ``directory=None`` does only that.
     """
     if database_url.startswith("sqlite:///"):
-        files = migration_files(directory, "sqlite")
+        files = migration_files(directory, "sqlite") if directory is not None else []
         return await asyncio.to_thread(_migrate_sqlite, sqlite_path(database_url), files)
     if database_url.startswith(("postgresql://", "postgres://")):
-        return await _migrate_postgres(database_url, migration_files(directory, "postgres"))
+        files = migration_files(directory, "postgres") if directory is not None else []
+        return await _migrate_postgres(database_url, files)
     raise MigrationError(
         f"unsupported database URL scheme {database_url.split(':', 1)[0]!r}: "
         "use sqlite:///path/to/file.db or postgresql://user@host/db")
@@ -123,8 +130,10 @@ def _migrate_sqlite(path: Path, files: Sequence[MigrationFile]) -> MigrationResu
     except sqlite3.Error as error:
         raise MigrationError(f"cannot open the SQLite database {path}: {error}") from None
     try:
-        for statement in _SQLITE_BOOKKEEPING:
+        connection.execute("BEGIN IMMEDIATE")
+        for statement in (*_SQLITE_BOOKKEEPING, *sqlite_tables()):
             connection.execute(statement)
+        connection.execute("COMMIT")
         for migration in files:
             if _apply_sqlite(connection, migration):
                 applied.append(migration.name)
@@ -220,6 +229,13 @@ async def _migrate_postgres(url: str, files: Sequence[MigrationFile]) -> Migrati
             async with connection.transaction():
                 for statement in _POSTGRES_BOOKKEEPING:
                     await connection.execute(statement)
+                first_time = not await connection.fetchval(
+                    "SELECT 1 FROM ledgerbase.platform WHERE name = 'grants'")
+                for statement in (*postgres_setup(first_time), *postgres_tables()):
+                    await connection.execute(statement)
+                if first_time:
+                    await connection.execute(
+                        "INSERT INTO ledgerbase.platform (name, applied_at) VALUES ('grants', $1)", _now())
             for migration in files:
                 if await _apply_postgres(connection, migration):
                     applied.append(migration.name)

@@ -24,6 +24,7 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.tokens import Token, TokenType  # type: ignore[attr-defined]  # re-exported by sqlglot.tokens
 
+from ledgerbase.auth.schema import SQLITE_PREFIX as AUTH_SQLITE_PREFIX
 from ledgerbase.db.schema import PgType, TypeKind
 from ledgerbase.db.values import coerce_text, split_top_level, to_sqlite
 from ledgerbase.errors import LedgerbaseError
@@ -201,6 +202,19 @@ def _construct(words: list[str]) -> str:
 def _name_of(token: Token) -> str:
     """An identifier as PostgreSQL folds it: quoted kept, unquoted lower-cased."""
     return token.text if token.token_type is TokenType.IDENTIFIER else token.text.lower()
+
+
+AUTH_HELPERS = frozenset({"uid", "role", "jwt", "email"})
+
+
+def auth_helper(item: exp.Expr) -> str | None:
+    """``uid`` for ``auth.uid()`` (likewise role, jwt, email); None for anything else."""
+    if (isinstance(item, exp.Dot) and isinstance(item.this, exp.Identifier)
+            and item.this.name.lower() == "auth" and isinstance(item.expression, exp.Anonymous)
+            and not item.expression.expressions):
+        name = str(item.expression.this).lower()
+        return name if name in AUTH_HELPERS else None
+    return None
 
 
 def _qualified_name_at(tokens: tuple[Token, ...], index: int) -> tuple[str, str | None, int]:
@@ -405,10 +419,15 @@ class _StatementTranslator:
         return PgType.parse(name) if name else None
 
     def table_name(self, table: exp.Expr) -> str:
-        """The name of a table reference; only the ``public`` schema exists on SQLite."""
+        """The name of a table reference; only the ``public`` schema exists on SQLite.
+
+        ``auth.<name>`` (Ledgerbase Auth's tables, as Supabase's) is ``_ledgerbase_auth_<name>``.
+        """
         if not isinstance(table, exp.Table):
             raise self.refuse("a table reference " + table.sql("postgres"))
-        if table.db and table.db != "public":
+        if table.db == "auth":
+            table.set("this", exp.to_identifier(AUTH_SQLITE_PREFIX + table.name))
+        elif table.db and table.db != "public":
             raise self.refuse(f"schema-qualified name {table.db}.{table.name}",
                               "SQLite has one schema; use public or no schema")
         table.set("db", None)
@@ -422,6 +441,11 @@ class _StatementTranslator:
         """Rewrite PostgreSQL-only expressions for SQLite (in place where possible)."""
 
         def rewrite(item: exp.Expr) -> exp.Expr:
+            helper = auth_helper(item)
+            if helper is not None:
+                # auth.uid() and friends: SQLite functions reading the claims of the request
+                # whose transaction is running (column defaults); policies bind them instead
+                return exp.Anonymous(this=f"lb_auth_{helper}", expressions=[])
             if isinstance(item, exp.Boolean):
                 return exp.Literal.number(1 if item.this else 0)
             if _is_now(item):

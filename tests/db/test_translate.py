@@ -124,7 +124,7 @@ REFUSED: list[tuple[str, str]] = [
      "m.sql line 1: cannot translate CREATE FUNCTION ... LANGUAGE plpgsql for SQLite"),
     ("CREATE FUNCTION f(a integer) RETURNS void LANGUAGE sql AS $$ DELETE FROM t WHERE id = a $$;",
      "m.sql line 1: cannot translate CREATE FUNCTION f for SQLite (the body of a function must be a single SELECT"),
-    ("CREATE TABLE auth.users (id uuid);", "m.sql line 1: cannot translate schema-qualified name auth.users"),
+    ("CREATE TABLE storage.objects (id uuid);", "m.sql line 1: cannot translate schema-qualified name storage.objects"),
     ("CREATE MATERIALIZED VIEW mv AS SELECT 1;",
      "m.sql line 1: cannot translate CREATE MATERIALIZED VIEW for SQLite"),
     ("ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0);", "m.sql line 1: cannot translate ALTER TABLE ADD CONSTRAINT"),
