@@ -8,6 +8,7 @@ turned into ``LedgerbaseError`` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import sqlite3
 from abc import ABC, abstractmethod
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from ledgerbase.db.context import RequestContext, current, current_helper
 from ledgerbase.db.dialect import POSTGRES, SQLITE, Dialect
 from ledgerbase.db.sqlite_threads import ReaderPool, Writer
 from ledgerbase.errors import ConstraintError, DataError, LedgerbaseError, UnavailableError
@@ -48,23 +50,31 @@ class Database(ABC):
         """Close every connection."""
 
     @abstractmethod
-    async def fetch_one(self, sql: str, params: Sequence[Any]) -> Row | None:
-        """Run one read-only statement and return its first row."""
+    async def fetch_one(self, sql: str, params: Sequence[Any], *,
+                        context: RequestContext | None = None) -> Row | None:
+        """Run one read-only statement and return its first row.
+
+        ``context``: the request's role and claims (PostgreSQL runs the statement as that
+        role, so its row-level security applies; SQLite's statements carry the policies).
+        """
 
     @abstractmethod
-    async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        """Run one read-only statement and return its rows."""
+    async def fetch_all(self, sql: str, params: Sequence[Any], *,
+                        context: RequestContext | None = None) -> list[Row]:
+        """Run one read-only statement and return its rows (``context`` as for fetch_one)."""
 
     @abstractmethod
-    async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False) -> T:
+    async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False,
+                    context: RequestContext | None = None) -> T:
         """Run ``work`` in a write transaction, committed unless it raises or ``rollback``."""
 
-    async def fetch_all_read_only(self, sql: str, params: Sequence[Any]) -> list[Row]:
+    async def fetch_all_read_only(self, sql: str, params: Sequence[Any], *,
+                                  context: RequestContext | None = None) -> list[Row]:
         """Run one statement where writing is refused (25006), as PostgREST runs GET requests.
 
         SQLite's reader connections are opened read-only, so there it is ``fetch_all``.
         """
-        return await self.fetch_all(sql, params)
+        return await self.fetch_all(sql, params, context=context)
 
     async def ping(self) -> bool:
         """Whether the database answers a trivial query."""
@@ -144,6 +154,9 @@ def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     connection.create_function("lb_fold", 1, _fold, deterministic=True)
     connection.create_function("lb_integer", 1, _to_integer, deterministic=True)
     connection.create_function("lb_number", 1, _to_number, deterministic=True)
+    for helper in ("uid", "role", "jwt", "email"):
+        # auth.uid() and friends in column defaults: the claims of the running write
+        connection.create_function(f"lb_auth_{helper}", 0, functools.partial(current_helper, helper))
     return connection
 
 
@@ -251,15 +264,18 @@ class SqliteDatabase(Database):
             raise UnavailableError("the database is not open")
         return await self._readers.submit(sql, params, one)
 
-    async def fetch_one(self, sql: str, params: Sequence[Any]) -> Row | None:
+    async def fetch_one(self, sql: str, params: Sequence[Any], *,
+                        context: RequestContext | None = None) -> Row | None:
         row: Row | None = await self._on_reader(sql, params, True)
         return row
 
-    async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+    async def fetch_all(self, sql: str, params: Sequence[Any], *,
+                        context: RequestContext | None = None) -> list[Row]:
         rows: list[Row] = await self._on_reader(sql, params, False)
         return rows
 
-    async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False) -> T:
+    async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False,
+                    context: RequestContext | None = None) -> T:
         if self._writer is None:
             raise UnavailableError("the database is not open")
 
@@ -268,11 +284,14 @@ class SqliteDatabase(Database):
                 connection.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as error:
                 raise sqlite_error(error) from None
+            current.context = context
             try:
                 result: T = _run_to_completion(work(_SqliteTransaction(connection)))  # type: ignore[arg-type]
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
+            finally:
+                current.context = None
             try:
                 connection.execute("ROLLBACK" if rollback else "COMMIT")
             except sqlite3.Error as error:
@@ -334,6 +353,11 @@ def pg_error(error: BaseException) -> LedgerbaseError:
     return UnavailableError("the database is unavailable", code="PGRST001")
 
 
+# As PostgREST: the transaction runs as the request's role, with its claims readable by
+# auth.uid() & co. (is_local = true: both end with the transaction).
+_SET_CONTEXT = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
+
+
 class _PostgresTransaction(Transaction):
     def __init__(self, connection: asyncpg.Connection) -> None:
         self._connection = connection
@@ -386,11 +410,15 @@ class PostgresDatabase(Database):
             await self._pool.close()
             self._pool = None
 
-    async def fetch_one(self, sql: str, params: Sequence[Any]) -> Row | None:
-        rows = await self.fetch_all(sql, params)
+    async def fetch_one(self, sql: str, params: Sequence[Any], *,
+                        context: RequestContext | None = None) -> Row | None:
+        rows = await self.fetch_all(sql, params, context=context)
         return rows[0] if rows else None
 
-    async def fetch_all(self, sql: str, params: Sequence[Any]) -> list[Row]:
+    async def fetch_all(self, sql: str, params: Sequence[Any], *,
+                        context: RequestContext | None = None) -> list[Row]:
+        if context is not None:
+            return await self.fetch_all_read_only(sql, params, context=context)
         pool = await self._get_pool()
         try:
             async with pool.acquire() as connection:
@@ -399,22 +427,28 @@ class PostgresDatabase(Database):
             raise pg_error(error) from None
         return [tuple(record) for record in records]
 
-    async def fetch_all_read_only(self, sql: str, params: Sequence[Any]) -> list[Row]:
+    async def fetch_all_read_only(self, sql: str, params: Sequence[Any], *,
+                                  context: RequestContext | None = None) -> list[Row]:
         pool = await self._get_pool()
         try:
             async with pool.acquire() as connection, connection.transaction(readonly=True):
+                if context is not None:
+                    await connection.execute(_SET_CONTEXT, context.role, context.claims_json)
                 records = await connection.fetch(sql, *params)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             raise pg_error(error) from None
         return [tuple(record) for record in records]
 
-    async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False) -> T:
+    async def write(self, work: Callable[[Transaction], Awaitable[T]], *, rollback: bool = False,
+                    context: RequestContext | None = None) -> T:
         pool = await self._get_pool()
         try:
             async with pool.acquire() as connection:
                 transaction = connection.transaction()
                 await transaction.start()
                 try:
+                    if context is not None:
+                        await connection.execute(_SET_CONTEXT, context.role, context.claims_json)
                     result = await work(_PostgresTransaction(connection))
                 except BaseException:
                     await transaction.rollback()

@@ -17,6 +17,7 @@ from ledgerbase.db.schema import (
     FunctionParam,
     PgType,
     SchemaCache,
+    StoredPolicy,
     Table,
     build_relationships,
 )
@@ -26,31 +27,43 @@ _HIDDEN_PREFIXES = ("_ledgerbase", "sqlite_")
 
 async def introspect(database: Database, schema: str = "public") -> SchemaCache:
     """Build the schema cache of ``schema`` (``main`` is used on SQLite)."""
+    policies: tuple[StoredPolicy, ...] = ()
     if isinstance(database, SqliteDatabase):
-        tables, functions = database.run_sync(_sqlite_tables)
+        tables, functions, policies = database.run_sync(_sqlite_tables)
     elif isinstance(database, PostgresDatabase):
         tables, functions = await _postgres_tables(database, schema)
     else:  # pragma: no cover - only two engines exist
         raise TypeError(type(database).__name__)
     return SchemaCache(schema=schema, tables=tables, relationships=build_relationships(tables),
-                       functions=functions)
+                       functions=functions, policies=policies)
 
 
 # --- SQLite -----------------------------------------------------------------------------
 
-def _sqlite_tables(connection: sqlite3.Connection) -> tuple[dict[str, Table], dict[str, Function]]:
+def _sqlite_tables(connection: sqlite3.Connection
+                   ) -> tuple[dict[str, Table], dict[str, Function], tuple[StoredPolicy, ...]]:
     tables: dict[str, Table] = {}
     rows = connection.execute(
         "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name"
     ).fetchall()
+    policies: list[StoredPolicy] = []
+    protected: set[str] = set()
+    if connection.execute("SELECT 1 FROM pragma_table_info('_ledgerbase_policies') "
+                          "WHERE name = 'compiled'").fetchone():
+        for table, name, compiled in connection.execute(
+                "SELECT table_name, name, compiled FROM _ledgerbase_policies ORDER BY rowid").fetchall():
+            if name is None:
+                protected.add(table)
+            else:
+                policies.append(StoredPolicy(table=table, name=name, compiled=compiled))
     for name, kind in rows:
         if name.startswith(_HIDDEN_PREFIXES):
             continue
-        tables[name] = _sqlite_table(connection, name, is_view=kind == "view")
-    return tables, _sqlite_functions(connection)
+        tables[name] = _sqlite_table(connection, name, is_view=kind == "view", rls=name in protected)
+    return tables, _sqlite_functions(connection), tuple(policies)
 
 
-def _sqlite_table(connection: sqlite3.Connection, name: str, *, is_view: bool) -> Table:
+def _sqlite_table(connection: sqlite3.Connection, name: str, *, is_view: bool, rls: bool) -> Table:
     info = connection.execute("SELECT cid, name, type, \"notnull\", dflt_value, pk "
                               "FROM pragma_table_info(?)", (name,)).fetchall()
     if connection.execute("SELECT 1 FROM sqlite_master WHERE name = '_ledgerbase_columns'").fetchone():
@@ -104,7 +117,7 @@ def _sqlite_table(connection: sqlite3.Connection, name: str, *, is_view: bool) -
         foreign_keys.sort(key=lambda fk: fk.name)
     return Table(name=name, schema="public", columns=columns, primary_key=pk,
                  unique_keys=tuple(uniques), foreign_keys=tuple(foreign_keys), is_view=is_view,
-                 insertable=not is_view)
+                 insertable=not is_view, rls=rls)
 
 
 def _sqlite_constraint_names(connection: sqlite3.Connection, table: str) -> dict[tuple[str, ...], str]:
@@ -163,7 +176,8 @@ SELECT c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod), a.
        a.atthasdef OR a.attidentity <> '', a.attidentity = 'a' OR a.attgenerated <> '', a.attnum,
        col_description(c.oid, a.attnum), obj_description(c.oid, 'pg_class'),
        CASE WHEN c.relkind = 'r' OR c.relkind = 'p' THEN true
-            ELSE pg_relation_is_updatable(c.oid::regclass, false) & 8 = 8 END
+            ELSE pg_relation_is_updatable(c.oid::regclass, false) & 8 = 8 END,
+       c.relrowsecurity
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -204,15 +218,15 @@ WHERE n.nspname = $1 AND p.prokind = 'f'
 async def _postgres_tables(database: PostgresDatabase,
                            schema: str) -> tuple[dict[str, Table], dict[str, Function]]:
     columns: dict[str, list[Column]] = {}
-    meta: dict[str, tuple[str, str | None, bool]] = {}
+    meta: dict[str, tuple[str, str | None, bool, bool]] = {}
     for (table, kind, column, declared, notnull, has_default, generated, position, comment,
-         table_comment, updatable) in await database.fetch_all(_PG_COLUMNS, (schema,)):
+         table_comment, updatable, rls) in await database.fetch_all(_PG_COLUMNS, (schema,)):
         columns.setdefault(table, []).append(Column(
             name=column, type=PgType.parse(declared), nullable=not notnull,
             has_default=bool(has_default), generated=bool(generated), position=position,
             description=comment,
         ))
-        meta[table] = (kind, table_comment, bool(updatable))
+        meta[table] = (kind, table_comment, bool(updatable), bool(rls))
     primary: dict[str, tuple[str, ...]] = {}
     uniques: dict[str, list[tuple[str, ...]]] = {}
     fks: dict[str, list[ForeignKey]] = {}
@@ -233,7 +247,7 @@ async def _postgres_tables(database: PostgresDatabase,
             name=name, schema=schema, columns=tuple(cols), primary_key=primary.get(name, ()),
             unique_keys=tuple(uniques.get(name, ())), foreign_keys=tuple(fks.get(name, ())),
             is_view=meta[name][0] in ("v", "m"), insertable=meta[name][2],
-            description=meta[name][1],
+            description=meta[name][1], rls=meta[name][3],
         )
         for name, cols in columns.items()
         if not name.startswith(_HIDDEN_PREFIXES)

@@ -34,7 +34,10 @@ _SQLITE_BOOKKEEPING = (
     "CREATE TABLE IF NOT EXISTS _ledgerbase_functions "
     "(name text PRIMARY KEY, params text NOT NULL, return_type text NOT NULL, "
     "returns_set integer NOT NULL, body text NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS _ledgerbase_policies (table_name text NOT NULL, name text, statement text NOT NULL)",
+    # one row per policy (compiled: ledgerbase.auth.policies), and one with name NULL per
+    # table with row-level security enabled
+    "CREATE TABLE IF NOT EXISTS _ledgerbase_policies "
+    "(table_name text NOT NULL, name text, statement text NOT NULL, compiled text)",
     # PostgreSQL types SQLite could not keep as declared (a bigint identity key is "integer")
     "CREATE TABLE IF NOT EXISTS _ledgerbase_columns "
     "(table_name text NOT NULL, column_name text NOT NULL, pg_type text NOT NULL, "
@@ -133,6 +136,9 @@ def _migrate_sqlite(path: Path, files: Sequence[MigrationFile]) -> MigrationResu
         connection.execute("BEGIN IMMEDIATE")
         for statement in (*_SQLITE_BOOKKEEPING, *sqlite_tables()):
             connection.execute(statement)
+        if not connection.execute("SELECT 1 FROM pragma_table_info('_ledgerbase_policies') "
+                                  "WHERE name = 'compiled'").fetchone():
+            connection.execute("ALTER TABLE _ledgerbase_policies ADD COLUMN compiled text")
         connection.execute("COMMIT")
         for migration in files:
             if _apply_sqlite(connection, migration):

@@ -118,6 +118,7 @@ class Table:
     is_view: bool = False
     insertable: bool = True
     description: str | None = None
+    rls: bool = False  # row-level security enabled: only rows a policy allows
     _by_name: dict[str, Column] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -194,6 +195,15 @@ class Function:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredPolicy:
+    """A ``CREATE POLICY`` as the SQLite translator stored it (see ``ledgerbase.auth.policies``)."""
+
+    table: str
+    name: str
+    compiled: str | None  # JSON; None when it predates compilation (enforced as "deny")
+
+
+@dataclass(frozen=True, slots=True)
 class SchemaCache:
     """Everything the planner needs to know about the exposed schema."""
 
@@ -202,6 +212,9 @@ class SchemaCache:
     relationships: dict[str, tuple[Relationship, ...]]  # by source table
     functions: dict[str, Function] = field(default_factory=dict)
     loaded: bool = True  # False for the placeholder used until the database first answers
+    # SQLite: the row-level policies of migrations, compiled (ledgerbase.auth.policies);
+    # PostgreSQL enforces its own, so there this stays empty
+    policies: tuple[StoredPolicy, ...] = ()
 
     def table(self, name: str) -> Table | None:
         """The exposed table or view called ``name``, or None."""

@@ -25,6 +25,7 @@ from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.tokens import Token, TokenType  # type: ignore[attr-defined]  # re-exported by sqlglot.tokens
 
 from ledgerbase.auth.schema import SQLITE_PREFIX as AUTH_SQLITE_PREFIX
+from ledgerbase.db.dialect import quote_ident
 from ledgerbase.db.schema import PgType, TypeKind
 from ledgerbase.db.values import coerce_text, split_top_level, to_sqlite
 from ledgerbase.errors import LedgerbaseError
@@ -45,7 +46,12 @@ _INSERT_FUNCTION = ("INSERT INTO _ledgerbase_functions (name, params, return_typ
                     "VALUES (?, ?, ?, ?, ?)")
 _REPLACE_FUNCTION = _INSERT_FUNCTION.replace("INSERT INTO", "INSERT OR REPLACE INTO", 1)
 _DELETE_FUNCTION = "DELETE FROM _ledgerbase_functions WHERE name = ?"
-_INSERT_POLICY = "INSERT INTO _ledgerbase_policies (table_name, name, statement) VALUES (?, ?, ?)"
+_INSERT_POLICY = ("INSERT INTO _ledgerbase_policies (table_name, name, statement, compiled) "
+                  "VALUES (?, ?, ?, ?)")
+# Stands for the policy's own table in a compiled expression; replaced by the alias the
+# statement gives that table (ledgerbase.auth.policies).
+POLICY_SELF = "__lb_self__"
+_POLICY_COMMANDS = ("ALL", "SELECT", "INSERT", "UPDATE", "DELETE")
 _DELETE_POLICY = "DELETE FROM _ledgerbase_policies WHERE table_name = ? AND name = ?"
 _DELETE_RLS = "DELETE FROM _ledgerbase_policies WHERE table_name = ? AND name IS NULL"
 _DELETE_TABLE_POLICIES = "DELETE FROM _ledgerbase_policies WHERE table_name = ?"
@@ -215,6 +221,15 @@ def auth_helper(item: exp.Expr) -> str | None:
         name = str(item.expression.this).lower()
         return name if name in AUTH_HELPERS else None
     return None
+
+
+def _select_sources(select: exp.Select) -> list[exp.Table]:
+    """The tables a SELECT reads directly (its FROM and JOINs, not its sub-queries)."""
+    found: list[exp.Table] = []
+    for clause in (select.args.get("from_"), select.args.get("from"), *(select.args.get("joins") or [])):
+        if clause is not None and isinstance(clause.this, exp.Table):
+            found.append(clause.this)
+    return found
 
 
 def _qualified_name_at(tokens: tuple[Token, ...], index: int) -> tuple[str, str | None, int]:
@@ -636,15 +651,98 @@ class _StatementTranslator:
     # --- row-level security ---------------------------------------------------------------
 
     def create_policy(self) -> list[TranslatedStatement]:
+        """Store the policy compiled for SQLite: its clauses, and USING / WITH CHECK as SQLite SQL."""
         tokens = self.source.tokens
         words = _words(tokens, len(tokens))
         if len(words) < 5 or "ON" not in words:
             raise self.refuse("CREATE POLICY", "expected CREATE POLICY name ON table")
         name = _name_of(tokens[2])
-        table, schema, _ = _qualified_name_at(tokens, words.index("ON") + 1)
+        table, schema, index = _qualified_name_at(tokens, words.index("ON") + 1)
         if schema not in (None, "public"):
             raise self.refuse(f"CREATE POLICY on {schema}.{table}")
-        return [self.emit(_INSERT_POLICY, (table, name, self.source.text))]
+        if table not in self.tables:
+            raise self.fail(f'relation "{table}" does not exist')
+        policy: dict[str, Any] = {"permissive": True, "command": "ALL", "roles": ["public"],
+                                  "using": None, "check": None}
+        while index < len(tokens):
+            word = words[index]
+            if word == "AS" and index + 1 < len(words) and words[index + 1] in ("PERMISSIVE", "RESTRICTIVE"):
+                policy["permissive"] = words[index + 1] == "PERMISSIVE"
+                index += 2
+            elif word == "FOR" and index + 1 < len(words) and words[index + 1] in _POLICY_COMMANDS:
+                policy["command"] = words[index + 1]
+                index += 2
+            elif word == "TO":
+                roles: list[str] = []
+                index += 1
+                while index < len(tokens) and words[index] not in ("USING", "WITH"):
+                    if tokens[index].token_type is not TokenType.COMMA:
+                        roles.append(_name_of(tokens[index]))
+                    index += 1
+                policy["roles"] = roles
+            elif word == "USING":
+                policy["using"], index = self.policy_expression(table, index + 1)
+            elif word == "WITH" and words[index + 1:index + 2] == ["CHECK"]:
+                policy["check"], index = self.policy_expression(table, index + 2)
+            else:
+                raise self.refuse("CREATE POLICY", f"unexpected {tokens[index].text!r}")
+        if policy["command"] == "SELECT" and policy["check"] is not None:
+            raise self.fail("only WITH CHECK expression allowed for INSERT")
+        if policy["command"] == "INSERT" and policy["using"] is not None:
+            raise self.fail("only WITH CHECK expression allowed for INSERT")
+        compiled = orjson.dumps(policy).decode()
+        return [self.emit(_INSERT_POLICY, (table, name, self.source.text, compiled))]
+
+    def policy_expression(self, table: str, index: int) -> tuple[str, int]:
+        """The parenthesised expression at ``index`` as SQLite SQL; and the index after it.
+
+        Columns of the policy's own table are qualified with ``POLICY_SELF``, so the
+        expression can be applied to the table under any alias; columns of tables in
+        sub-queries keep their own scope, as PostgreSQL resolves them.
+        """
+        tokens = self.source.tokens
+        if tokens[index].token_type is not TokenType.L_PAREN:
+            raise self.refuse("CREATE POLICY", "expected ( after USING / WITH CHECK")
+        depth, close = 0, index
+        for close in range(index, len(tokens)):
+            kind = tokens[close].token_type
+            depth += 1 if kind is TokenType.L_PAREN else -1 if kind is TokenType.R_PAREN else 0
+            if depth == 0:
+                break
+        if depth != 0 or close == index + 1:
+            raise self.fail("cannot parse CREATE POLICY: unbalanced or empty parentheses")
+        base = tokens[0].start
+        text = self.source.text[tokens[index + 1].start - base:tokens[close - 1].end + 1 - base]
+        select = self.parse("CREATE POLICY", f"SELECT 1 FROM {quote_ident(table)} WHERE ({text})")
+        where = select.args.get("where")
+        if not isinstance(select, exp.Select) or where is None:
+            raise self.refuse("CREATE POLICY", "the expression is not a condition")
+        condition: exp.Expr = where.this
+        own = self.tables[table]
+        for column in list(condition.find_all(exp.Column)):
+            self.qualify_policy_column(column, condition, table, own)
+        condition = self.transform_tree(condition, own.get)
+        return self.sqlite(condition), close + 1
+
+    def qualify_policy_column(self, column: exp.Column, root: exp.Expr, table: str,
+                              own: dict[str, str]) -> None:
+        """Mark ``column`` as the policy table's when no enclosing sub-query supplies it."""
+        qualifier = column.table
+        node: exp.Expr | None = column.parent
+        while node is not None and node is not root.parent:
+            if isinstance(node, exp.Select):
+                for source in _select_sources(node):
+                    if qualifier and source.alias_or_name == qualifier:
+                        return
+                    stored = AUTH_SQLITE_PREFIX + source.name if source.db == "auth" else source.name
+                    if not qualifier and column.name in self.tables.get(stored, {}):
+                        return
+            node = node.parent
+        if qualifier and qualifier != table:
+            raise self.fail(f'missing FROM-clause entry for table "{qualifier}" in CREATE POLICY')
+        if column.name not in own:
+            raise self.fail(f'column "{column.name}" does not exist in CREATE POLICY on {table}')
+        column.set("table", exp.to_identifier(POLICY_SELF))
 
     def drop_policy(self) -> list[TranslatedStatement]:
         tokens = self.source.tokens
@@ -666,7 +764,8 @@ class _StatementTranslator:
             raise self.refuse(f"ALTER TABLE {schema}.{table}")
         action = words[after:]
         if action[:1] == ["ENABLE"]:
-            return [self.emit(_DELETE_RLS, (table,)), self.emit(_INSERT_POLICY, (table, None, self.source.text))]
+            return [self.emit(_DELETE_RLS, (table,)),
+                    self.emit(_INSERT_POLICY, (table, None, self.source.text, None))]
         if action[:1] == ["DISABLE"]:
             return [self.emit(_DELETE_RLS, (table,))]
         return []  # FORCE / NO FORCE: table owners never bypass policies on SQLite

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from ledgerbase.auth.policies import Command, Guards
+from ledgerbase.db.context import RequestContext
 from ledgerbase.db.dialect import Dialect, quote_ident
 from ledgerbase.db.schema import Column, PgType, Relationship, TypeKind
 from ledgerbase.db.values import coerce_text, parse_array_literal, to_sqlite
@@ -43,14 +45,18 @@ _SQLITE_PAIRS_PER_CALL = 60
 
 @dataclass(frozen=True, slots=True)
 class Param:
-    """One bound parameter: a request value (by slot) or a constant, then converted."""
+    """One bound parameter: a request value (by slot), a constant, or an auth helper's value
+    (``auth.uid()`` & co. in row-level policies), then converted."""
 
     slot: int | None
     const: Any = None
     convert: Convert | None = None
+    helper: str | None = None
 
-    def value(self, values: Sequence[object]) -> Any:
-        """The value to bind for a request's ``values``."""
+    def value(self, values: Sequence[object], context: RequestContext | None) -> Any:
+        """The value to bind for a request's ``values`` and ``context``."""
+        if self.helper is not None:
+            return context.helper(self.helper) if context is not None else None
         raw = values[self.slot] if self.slot is not None else self.const
         return self.convert(raw) if self.convert is not None else raw
 
@@ -62,9 +68,9 @@ class Statement:
     sql: str
     params: tuple[Param, ...]
 
-    def bind(self, values: Sequence[object]) -> list[Any]:
+    def bind(self, values: Sequence[object], context: RequestContext | None = None) -> list[Any]:
         """The parameter list for one request's values (may raise DataError on bad values)."""
-        return [param.value(values) for param in self.params]
+        return [param.value(values, context) for param in self.params]
 
 
 class Binder:
@@ -82,6 +88,11 @@ class Binder:
     def const(self, value: Any) -> str:
         """A placeholder for a constant fixed by the request's shape (a JSON key, say)."""
         self.params.append(Param(slot=None, const=value))
+        return self.dialect.placeholder(len(self.params))
+
+    def helper(self, name: str) -> str:
+        """A placeholder for ``auth.<name>()`` of the request (uid, role, jwt, email)."""
+        self.params.append(Param(slot=None, helper=name))
         return self.dialect.placeholder(len(self.params))
 
 
@@ -111,11 +122,19 @@ def scalar_converter(dialect: Dialect, pg_type: PgType) -> Convert:
 class ReadCompiler:
     """Compiles ``ReadNode`` trees; one instance per statement."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, guards: Guards | None = None) -> None:
         self.dialect = dialect
         self.sqlite = dialect.name == "sqlite"
         self.binder = Binder(dialect)
+        self.guards = guards
         self._aliases = 0
+
+    def guard(self, table: str, alias: str, command: Command = "SELECT") -> str | None:
+        """The row-level policy condition on ``table`` (as ``alias``) for ``command``; None if none."""
+        if self.guards is None:
+            return None
+        predicate = self.guards.using(table, command)
+        return predicate.render(alias, self.binder.helper) if predicate is not None else None
 
     def new_alias(self, prefix: str = "t") -> str:
         """A fresh table alias."""
@@ -203,9 +222,12 @@ class ReadCompiler:
 
     # --- filters ----------------------------------------------------------------------
 
-    def where(self, alias: str, node: ReadNode, extra: Sequence[str] = ()) -> str:
-        """The conditions of ``node`` (filters, plus ``!inner`` embeds), AND-ed; '' if none."""
+    def where(self, alias: str, node: ReadNode, extra: Sequence[str] = (), *, guarded: bool = True) -> str:
+        """The conditions of ``node`` (its policies, filters, ``!inner`` embeds), AND-ed; '' if none."""
         parts = [self.filter_sql(alias, f) for f in node.filters]
+        guard = self.guard(node.table.name, alias) if guarded else None
+        if guard is not None:
+            parts.insert(0, guard)
         for out in node.outputs:
             if isinstance(out, EmbedOut) and out.inner:
                 parts.append(self._exists(alias, out))
@@ -363,8 +385,12 @@ class ReadCompiler:
             if order.relationship is not None:
                 child = self.new_alias()
                 value = self.column_expr(child, order.column, term.field.path)
+                condition = self.join_condition(alias, child, order.relationship)
+                guard = self.guard(order.relationship.target, child)
+                if guard is not None:
+                    condition = f"({guard}) AND {condition}"
                 expr = (f"(SELECT {value} FROM {quote_ident(order.relationship.target)} AS "
-                        f"{quote_ident(child)} WHERE {self.join_condition(alias, child, order.relationship)})")
+                        f"{quote_ident(child)} WHERE {condition})")
             else:
                 expr = self.column_expr(alias, order.column, term.field.path)
             nulls_first = term.nulls_first if term.nulls_first is not None else term.descending
@@ -401,8 +427,10 @@ class ReadCompiler:
             f"{quote_ident(junction)}.{quote_ident(j)} = {quote_ident(parent)}.{quote_ident(s)}"
             for j, s in zip(rel.junction_source, rel.source_columns, strict=True)
         )
+        guard = self.guard(rel.junction, junction)
+        guarded = f" AND ({guard})" if guard is not None else ""
         return (f"EXISTS (SELECT 1 FROM {quote_ident(rel.junction)} AS {quote_ident(junction)} "
-                f"WHERE {to_target} AND {to_source})")
+                f"WHERE {to_target} AND {to_source}{guarded})")
 
     def _exists(self, parent: str, embed: EmbedOut) -> str:
         child = self.new_alias()
@@ -481,10 +509,10 @@ class ReadCompiler:
     # --- statements -------------------------------------------------------------------
 
     def read(self, node: ReadNode, source: str, *, count: bool, extra: Sequence[str] = (),
-             paged: bool = True, body_only: bool = False) -> str:
+             paged: bool = True, body_only: bool = False, guard_top: bool = True) -> str:
         """``SELECT total, page_total, body`` over ``source`` (a quoted table or a call)."""
         alias = "t0"
-        where = self.where(alias, node, extra)
+        where = self.where(alias, node, extra, guarded=guard_top)
         where_sql = f" WHERE {where}" if where else ""
         tail = self.order_by(alias, node) + (self.paging(node) if paged else "")
         total = (f"(SELECT count(*) FROM {source} AS {quote_ident(alias)}{where_sql})"
@@ -508,9 +536,12 @@ class ReadCompiler:
         return Statement(sql=sql, params=tuple(self.binder.params))
 
 
-def compile_read(dialect: Dialect, node: ReadNode, *, count: bool) -> Statement:
-    """One statement answering a table read: ``(total or NULL, page_total, body JSON text)``."""
-    compiler = ReadCompiler(dialect)
+def compile_read(dialect: Dialect, node: ReadNode, *, count: bool, guards: Guards | None = None) -> Statement:
+    """One statement answering a table read: ``(total or NULL, page_total, body JSON text)``.
+
+    ``guards``: the row-level policies to compile in (SQLite; PostgreSQL applies its own).
+    """
+    compiler = ReadCompiler(dialect, guards)
     return compiler.statement(compiler.read(node, quote_ident(node.table.name), count=count))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -12,6 +12,8 @@ from urllib.parse import quote
 import orjson
 
 from ledgerbase.auth.keys import Claims
+from ledgerbase.auth.policies import Command, Guards, PolicySet
+from ledgerbase.db.context import RequestContext
 from ledgerbase.db.engine import Database, Transaction
 from ledgerbase.db.schema import Column, SchemaCache, Table
 from ledgerbase.db.values import coerce_json, coerce_text, to_sqlite
@@ -59,18 +61,47 @@ class StatementCache:
         self._entries.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a request runs for: its role and claims, and (SQLite) the policies to compile in."""
+
+    role: str
+    context: RequestContext
+    guards: Guards | None  # None: no row-level policies to compile (PostgreSQL, service_role)
+
+
 class DataApi:
     """The PostgREST-compatible pipeline over one database and its schema cache."""
 
-    def __init__(self, database: Database, schema: Callable[[], SchemaCache]) -> None:
+    def __init__(self, database: Database, schema: Callable[[], SchemaCache], *,
+                 anon_writes_without_rls: bool = False) -> None:
         self.database = database
         self._schema = schema
         self.statements = StatementCache()
         self.dialect = database.dialect
         self.sqlite = database.dialect.name == "sqlite"
+        self.anon_writes_without_rls = anon_writes_without_rls
+        self._policies: tuple[int, PolicySet] | None = None
+
+    def caller(self, cache: SchemaCache, claims: Claims) -> Caller:
+        """The caller of a request: PostgreSQL runs it as its role; SQLite compiles the policies."""
+        guards = None
+        if self.sqlite:
+            if self._policies is None or self._policies[0] != id(cache):
+                self._policies = (id(cache), PolicySet(cache))
+            guards = self._policies[1].for_role(claims.role)
+        return Caller(role=claims.role, context=claims.context, guards=guards)
 
     async def handle(self, incoming: Incoming) -> Reply:
         """Answer one request below ``/rest/v1``; raises LedgerbaseError for error replies."""
+        try:
+            return await self._handle(incoming)
+        except LedgerbaseError as error:
+            if error.code == "42501" and incoming.claims.role == "anon":
+                error.status = 401  # as PostgREST: insufficient privilege without a user is 401
+            raise
+
+    async def _handle(self, incoming: Incoming) -> Reply:
         cache = self._schema()
         for header in ("accept-profile", "content-profile"):
             profile = incoming.headers.get(header)
@@ -85,8 +116,9 @@ class DataApi:
                                    code="PGRST002")
         path = incoming.path.strip("/")
         method = incoming.method
+        caller = self.caller(cache, incoming.claims)
         if path.startswith("rpc/"):
-            return await call_function(self, cache, path[4:], incoming)
+            return await call_function(self, cache, path[4:], incoming, caller)
         if "/" in path or not path:
             raise LedgerbaseError(f'relation "{cache.schema}.{path}" does not exist', code="42P01",
                                   status=404)
@@ -102,38 +134,41 @@ class DataApi:
         request = parse_request(method, table.name, is_rpc=False, query=query, headers=incoming.headers,
                                 prefer=[incoming.headers["prefer"]] if "prefer" in incoming.headers else [])
         if method in ("GET", "HEAD"):
-            return await self._read(cache, table, request, query)
-        _require_writer(incoming.claims, table)
+            return await self._read(cache, table, request, query, caller)
+        if caller.role == "anon" and not table.rls and not self.anon_writes_without_rls:
+            raise AuthError(f"permission denied for table {table.name}", code="42501", status=401,
+                            hint="anon may only read tables without row-level security")
         if method == "POST":
-            return await self._insert(cache, table, request, incoming)
+            return await self._insert(cache, table, request, incoming, caller)
         if method == "PUT":
-            return await self._put(cache, table, request, incoming)
+            return await self._put(cache, table, request, incoming, caller)
         if method == "PATCH":
-            return await self._update(cache, table, request, incoming)
-        return await self._delete(cache, table, request)
+            return await self._update(cache, table, request, incoming, caller)
+        return await self._delete(cache, table, request, caller)
 
     # --- reads --------------------------------------------------------------------------
 
-    def _read_statement(self, cache: SchemaCache, table: Table,
-                        request: ApiRequest) -> tuple[ReadNode, Statement]:
+    def _read_statement(self, cache: SchemaCache, table: Table, request: ApiRequest,
+                        caller: Caller) -> tuple[ReadNode, Statement]:
         count = request.preferences.count is not None and not self._planned(request)
 
         def build() -> tuple[ReadNode, Statement]:
             node = plan_read(cache, table, request)
-            return node, compile_read(self.dialect, node, count=count)
+            return node, compile_read(self.dialect, node, count=count, guards=caller.guards)
 
         result: tuple[ReadNode, Statement] = self.statements.get_or_build(
-            ("read", id(cache), request), build)
+            ("read", id(cache), request, caller.role), build)
         return result
 
     async def _read(self, cache: SchemaCache, table: Table, request: ApiRequest,
-                    query: list[tuple[str, str]]) -> Reply:
-        node, statement = self._read_statement(cache, table, request)
-        row = await self.database.fetch_one(statement.sql, statement.bind(request.values))
+                    query: list[tuple[str, str]], caller: Caller) -> Reply:
+        node, statement = self._read_statement(cache, table, request, caller)
+        row = await self.database.fetch_one(statement.sql, statement.bind(request.values, caller.context),
+                                            context=caller.context)
         assert row is not None
         total, page_total, body = row[0], int(row[1]), str(row[2])
         if self._planned(request):
-            total = await self._planned_total(cache, node, request)
+            total = await self._planned_total(cache, node, request, caller)
         return self.page_reply(request, node, page_total, total, body,
                                 {"Content-Location": _content_location(table.name, query)})
 
@@ -165,10 +200,12 @@ class DataApi:
         """
         return not self.sqlite and request.preferences.count in ("planned", "estimated")
 
-    async def _planned_total(self, cache: SchemaCache, node: ReadNode, request: ApiRequest) -> int:
+    async def _planned_total(self, cache: SchemaCache, node: ReadNode, request: ApiRequest,
+                             caller: Caller) -> int:
         statement = self.statements.get_or_build(
             ("planned", id(cache), request), lambda: compile_planned_count(self.dialect, node))
-        row = await self.database.fetch_one(statement.sql, statement.bind(request.values))
+        row = await self.database.fetch_one(statement.sql, statement.bind(request.values),
+                                            context=caller.context)
         plan = orjson.loads(row[0]) if row else [{}]
         if isinstance(plan, str):
             plan = orjson.loads(plan)
@@ -232,7 +269,7 @@ class DataApi:
         return plan_read(cache, table, request)
 
     async def _put(self, cache: SchemaCache, table: Table, request: ApiRequest,
-                   incoming: Incoming) -> Reply:
+                   incoming: Incoming, caller: Caller) -> Reply:
         """PUT: insert or replace the one row the primary key filters name (as PostgREST)."""
         top = request.node(())
         if top is not None and (top.limit_slot is not None or top.offset_slot is not None):
@@ -259,7 +296,7 @@ class DataApi:
         upsert = replace(request, preferences=prefs, on_conflict=table.primary_key,
                          nodes=tuple(n for n in request.nodes if n.path))
         node = self._returned_node(cache, table, upsert)
-        affected, inserted, bodies, _ = await self._write_rows(table, upsert, node, rows, columns)
+        affected, inserted, bodies, _ = await self._write_rows(table, upsert, node, rows, columns, caller)
         headers: dict[str, str] = {}
         applied = request.preferences.applied("return", "count", "tx", "handling")
         if applied:
@@ -271,7 +308,7 @@ class DataApi:
                      self.format_rows(_merge_arrays(bodies), affected, node, request.media_type), headers)
 
     async def _insert(self, cache: SchemaCache, table: Table, request: ApiRequest,
-                      incoming: Incoming) -> Reply:
+                      incoming: Incoming, caller: Caller) -> Reply:
         rows = self._payload_rows(incoming, request)
         columns = self._write_columns(table, request, rows)
         prefs = request.preferences
@@ -285,7 +322,8 @@ class DataApi:
             request = replace(request, preferences=replace(prefs, resolution=None, given=tuple(
                 item for item in prefs.given if item[0] != "resolution")))
             prefs = request.preferences
-        affected, inserted, bodies, location = await self._write_rows(table, request, node, rows, columns)
+        affected, inserted, bodies, location = await self._write_rows(table, request, node, rows, columns,
+                                                                      caller)
         status = 200 if prefs.resolution == "merge-duplicates" and inserted <= 0 else 201
         headers = {"Content-Range": "*/" + (str(affected) if prefs.count else "*")}
         if location and table.primary_key and prefs.return_ is ReturnPref.HEADERS_ONLY:
@@ -300,7 +338,7 @@ class DataApi:
                                  keys_applied)
 
     async def _write_rows(self, table: Table, request: ApiRequest, node: ReadNode | None,
-                          rows: list[dict[str, Any]], columns: tuple[Column, ...]
+                          rows: list[dict[str, Any]], columns: tuple[Column, ...], caller: Caller
                           ) -> tuple[int, int, list[str], str | None]:
         """Insert (or upsert) ``rows``; returns (affected, inserted, bodies, location key)."""
         prefs = request.preferences
@@ -318,7 +356,7 @@ class DataApi:
             for group_columns, group_rows in groups:
                 if self.sqlite:
                     outcome = await self._sqlite_insert(tx, table, request, node, group_columns,
-                                                        group_rows)
+                                                        group_rows, caller)
                 else:
                     outcome = await self._pg_insert(tx, table, request, node, group_columns, group_rows)
                 affected += outcome[0]
@@ -328,7 +366,7 @@ class DataApi:
                 location = location or outcome[3]
             return affected, inserted, bodies, location
 
-        return await self._run_write(request, work, node)
+        return await self._run_write(request, work, caller)
 
     async def _pg_insert(self, tx: Transaction, table: Table, request: ApiRequest,
                          node: ReadNode | None, columns: tuple[Column, ...],
@@ -346,7 +384,8 @@ class DataApi:
 
     async def _sqlite_insert(self, tx: Transaction, table: Table, request: ApiRequest,
                              node: ReadNode | None, columns: tuple[Column, ...],
-                             rows: list[dict[str, Any]]) -> tuple[int, int, str | None, str | None]:
+                             rows: list[dict[str, Any]], caller: Caller
+                             ) -> tuple[int, int, str | None, str | None]:
         names = tuple(c.name for c in columns)
         prefs = request.preferences
         data = [[to_sqlite(c.type, coerce_json(c.type, row.get(c.name))) for c in columns]
@@ -354,12 +393,19 @@ class DataApi:
         payload = orjson.dumps(data, default=str).decode()
         values = request.values + (payload,)
         slot = len(request.values)
-        existing = 0
+        guards = caller.guards if caller.guards is not None and caller.guards.protects(table.name) else None
+        existing: list[int] = []
         if prefs.resolution is not None:
             key = request.on_conflict or table.primary_key
             if all(k in names for k in key):
-                check = mutate.sqlite_existing(self.dialect, table, key, names, slot)
-                existing = int((await tx.fetch_all(check.sql, check.bind(values)))[0][0])
+                conflicting = mutate.sqlite_conflicting(
+                    self.dialect, table, key, names, slot,
+                    guards if prefs.resolution == "merge-duplicates" else None)
+                found, denied = (await tx.fetch_all(conflicting.sql,
+                                                    conflicting.bind(values, caller.context)))[0]
+                existing = orjson.loads(found)
+                if denied:
+                    raise _policy_violation(table, using=True)
         statement = self.statements.get_or_build(
             ("insert", id(self._schema()), request, names),
             lambda: mutate.sqlite_insert(self.dialect, table, names, slot,
@@ -367,24 +413,45 @@ class DataApi:
                                          resolution=prefs.resolution))
         rowids = [row[0] for row in await tx.fetch_all(statement.sql, statement.bind(values))]
         affected = len(rowids)
-        inserted = max(0, len(rows) - existing) if prefs.resolution != "ignore-duplicates" else affected
+        inserted = max(0, len(rows) - len(existing)) if prefs.resolution != "ignore-duplicates" else affected
         ids = orjson.dumps(rowids).decode()
-        body = await self._sqlite_render(tx, node, request, ids)
+        if guards is not None:
+            updated = set(existing)
+            await self._sqlite_check(tx, table, guards, caller,
+                                     orjson.dumps([r for r in rowids if r not in updated]).decode(), "INSERT")
+            if updated:
+                await self._sqlite_check(tx, table, guards, caller,
+                                         orjson.dumps([r for r in rowids if r in updated]).decode(), "UPDATE")
+        body = await self._sqlite_render(tx, node, request, ids, caller)
         location = None
         if table.primary_key and rowids and prefs.return_ is ReturnPref.HEADERS_ONLY:
             keys = mutate.sqlite_keys(self.dialect, table, 0)
             location = (await tx.fetch_all(keys.sql, keys.bind((ids,))))[0][0]
         return affected, inserted, body, location
 
+    async def _sqlite_check(self, tx: Transaction, table: Table, guards: Guards, caller: Caller,
+                            ids: str, command: Command) -> None:
+        """Refuse (42501) when a row just written fails its WITH CHECK, or would be invisible."""
+        checks = tuple(check for check in (guards.check(table.name, command),
+                                           guards.using(table.name, "SELECT")) if check is not None)
+        if not checks or ids == "[]":
+            return
+        statement = self.statements.get_or_build(
+            ("check", id(self._schema()), table.name, caller.role, command),
+            lambda: mutate.sqlite_violations(self.dialect, table, guards, 0, checks))
+        if (await tx.fetch_all(statement.sql, statement.bind((ids,), caller.context)))[0][0]:
+            raise _policy_violation(table)
+
     async def _sqlite_render(self, tx: Transaction, node: ReadNode | None, request: ApiRequest,
-                             ids: str) -> str | None:
+                             ids: str, caller: Caller) -> str | None:
         if node is None:
             return None
-        render = mutate.sqlite_render(self.dialect, node, len(request.values))
-        return str((await tx.fetch_all(render.sql, render.bind(request.values + (ids,))))[0][0])
+        render = mutate.sqlite_render(self.dialect, node, len(request.values), caller.guards)
+        return str((await tx.fetch_all(render.sql, render.bind(request.values + (ids,),
+                                                               caller.context)))[0][0])
 
     async def _update(self, cache: SchemaCache, table: Table, request: ApiRequest,
-                      incoming: Incoming) -> Reply:
+                      incoming: Incoming, caller: Caller) -> Reply:
         _check_limited(request)
         rows = self._payload_rows(incoming, request)
         if len(rows) > 1:
@@ -412,7 +479,7 @@ class DataApi:
                 affected, _, body, _ = (await tx.fetch_all(
                     statement.sql, statement.bind(request.values + (payload,))))[0]
                 return int(affected), 0, [body] if body is not None else [], None
-            ids = await self._sqlite_rowids(tx, table, node, request)
+            ids = await self._sqlite_rowids(tx, table, node, request, caller, "UPDATE")
             coerced = tuple(to_sqlite(c.type, coerce_json(c.type, values.get(c.name))) for c in columns)
             base = len(request.values)
             update = mutate.sqlite_update(self.dialect, table, names, base, base + len(coerced),
@@ -420,10 +487,12 @@ class DataApi:
             changed = await tx.fetch_all(update.sql, update.bind(request.values + coerced + (ids,)))
             # an update of an integer primary key moves the row to a new rowid
             new_ids = orjson.dumps([row[0] for row in changed]).decode()
-            body = await self._sqlite_render(tx, node if want_body else None, request, new_ids)
+            if caller.guards is not None and caller.guards.protects(table.name):
+                await self._sqlite_check(tx, table, caller.guards, caller, new_ids, "UPDATE")
+            body = await self._sqlite_render(tx, node if want_body else None, request, new_ids, caller)
             return len(changed), 0, [body] if body is not None else [], None
 
-        affected, _, bodies, _ = await self._run_write(request, work, node if want_body else None)
+        affected, _, bodies, _ = await self._run_write(request, work, caller)
         total = str(affected) if request.preferences.count else "*"
         headers = {"Content-Range": f"0-{affected - 1}/{total}" if affected else f"*/{total}"}
         return self._write_reply(200, request, node if want_body else None, affected,
@@ -431,13 +500,14 @@ class DataApi:
                                  ["missing", "return", "count", "tx", "handling", "max-affected"])
 
     async def _sqlite_rowids(self, tx: Transaction, table: Table, node: ReadNode,
-                             request: ApiRequest) -> str:
+                             request: ApiRequest, caller: Caller, command: Command) -> str:
         statement = self.statements.get_or_build(
-            ("rowids", id(self._schema()), request),
-            lambda: mutate.sqlite_target_rowids(self.dialect, table, node))
-        return str((await tx.fetch_all(statement.sql, statement.bind(request.values)))[0][0])
+            ("rowids", id(self._schema()), request, caller.role, command),
+            lambda: mutate.sqlite_target_rowids(self.dialect, table, node, caller.guards, command))
+        return str((await tx.fetch_all(statement.sql, statement.bind(request.values, caller.context)))[0][0])
 
-    async def _delete(self, cache: SchemaCache, table: Table, request: ApiRequest) -> Reply:
+    async def _delete(self, cache: SchemaCache, table: Table, request: ApiRequest,
+                      caller: Caller) -> Reply:
         _check_limited(request)
         node = plan_read(cache, table, request)
         want_body = request.preferences.return_ is ReturnPref.REPRESENTATION
@@ -448,13 +518,13 @@ class DataApi:
                 affected, _, body, _ = (await tx.fetch_all(statement.sql,
                                                            statement.bind(request.values)))[0]
                 return int(affected), 0, [body] if body is not None else [], None
-            ids = await self._sqlite_rowids(tx, table, node, request)
-            body = await self._sqlite_render(tx, node if want_body else None, request, ids)
+            ids = await self._sqlite_rowids(tx, table, node, request, caller, "DELETE")
+            body = await self._sqlite_render(tx, node if want_body else None, request, ids, caller)
             delete = mutate.sqlite_delete(self.dialect, table, len(request.values))
             await tx.fetch_all(delete.sql, delete.bind(request.values + (ids,)))
             return len(orjson.loads(ids)), 0, [body] if body is not None else [], None
 
-        affected, _, bodies, _ = await self._run_write(request, work, node if want_body else None)
+        affected, _, bodies, _ = await self._run_write(request, work, caller)
         headers = {"Content-Range": "*/" + (str(affected) if request.preferences.count else "*")}
         return self._write_reply(200, request, node if want_body else None, affected,
                                  _merge_arrays(bodies), headers,
@@ -462,7 +532,7 @@ class DataApi:
 
     async def _run_write(self, request: ApiRequest,
                          work: Callable[[Transaction], Awaitable[tuple[int, int, list[str], str | None]]],
-                         node: ReadNode | None) -> tuple[int, int, list[str], str | None]:
+                         caller: Caller) -> tuple[int, int, list[str], str | None]:
         prefs = request.preferences
 
         async def checked(tx: Transaction) -> tuple[int, int, list[str], str | None]:
@@ -476,7 +546,7 @@ class DataApi:
                                       details=f"The query affects {affected} rows")
             return outcome
 
-        return await self.database.write(checked, rollback=prefs.tx == "rollback")
+        return await self.database.write(checked, rollback=prefs.tx == "rollback", context=caller.context)
 
     def _write_reply(self, status: int, request: ApiRequest, node: ReadNode | None, affected: int,
                      body: str, headers: dict[str, str], preferences: list[str]) -> Reply:
@@ -489,10 +559,11 @@ class DataApi:
         headers["Content-Type"] = CONTENT_TYPES[request.media_type]
         return Reply(status, self.format_rows(body, affected, node, request.media_type), headers)
 
-def _require_writer(claims: Claims, table: Table) -> None:
-    """Until row-level policies exist: anon may only read."""
-    if claims.role == "anon":
-        raise AuthError(f"permission denied for table {table.name}", code="42501", status=401)
+def _policy_violation(table: Table, *, using: bool = False) -> LedgerbaseError:
+    """PostgreSQL's error for a row a policy does not allow to be written."""
+    which = " (USING expression)" if using else ""
+    return LedgerbaseError(f'new row violates row-level security policy{which} for table "{table.name}"',
+                           code="42501", status=403)
 
 
 def _group_rows(rows: list[dict[str, Any]], columns: tuple[Column, ...], *,

@@ -8,8 +8,14 @@ those rows with the read compiler.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from functools import lru_cache
 
+import sqlglot
+from sqlglot import exp
+
+from ledgerbase.auth.policies import Command, Guards, Predicate
 from ledgerbase.db.dialect import Dialect, quote_ident
 from ledgerbase.db.schema import Column, Function, Table
 from ledgerbase.rest.compile import Binder, ReadCompiler, Statement, _pg_cast_name
@@ -110,10 +116,15 @@ def _pg_target(compiler: ReadCompiler, table: Table, node: ReadNode) -> str:
 
 # --- SQLite: steps in one transaction -----------------------------------------------------
 
-def sqlite_target_rowids(dialect: Dialect, table: Table, node: ReadNode) -> Statement:
-    """The rowids a PATCH or DELETE will touch, as a JSON array."""
-    compiler = ReadCompiler(dialect)
-    where = compiler.where("t0", node)
+def sqlite_target_rowids(dialect: Dialect, table: Table, node: ReadNode, guards: Guards | None = None,
+                         command: Command = "UPDATE") -> Statement:
+    """The rowids a PATCH or DELETE will touch, as a JSON array.
+
+    With ``guards``, only rows the SELECT and ``command`` policies let the caller see.
+    """
+    compiler = ReadCompiler(dialect, guards)
+    guard = compiler.guard(table.name, "t0", command)
+    where = compiler.where("t0", node, (guard,) if guard is not None else ())
     where_sql = f" WHERE {where}" if where else ""
     tail = compiler.order_by("t0", node) + compiler.paging(node)
     return compiler.statement(
@@ -121,9 +132,9 @@ def sqlite_target_rowids(dialect: Dialect, table: Table, node: ReadNode) -> Stat
         f"{quote_ident(table.name)} AS \"t0\"{where_sql}{tail}) AS _r")
 
 
-def sqlite_render(dialect: Dialect, node: ReadNode, rowids_slot: int) -> Statement:
+def sqlite_render(dialect: Dialect, node: ReadNode, rowids_slot: int, guards: Guards | None = None) -> Statement:
     """Render the rows whose rowids are in ``values[rowids_slot]`` (a JSON array), in that order."""
-    compiler = ReadCompiler(dialect)
+    compiler = ReadCompiler(dialect, guards)
     ids = compiler.binder.slot(rowids_slot)
     target = render_node(node)
     extra = (f"\"t0\".rowid IN (SELECT value FROM json_each({ids}))",)
@@ -156,6 +167,34 @@ def sqlite_existing(dialect: Dialect, table: Table, key: tuple[str, ...], column
     sql = (f"SELECT count(*) FROM {quote_ident(table.name)} WHERE ({_columns_sql(key)}) IN "
            f"(SELECT {picks} FROM json_each({rows}) AS _v)")
     return Statement(sql=sql, params=tuple(binder.params))
+
+
+def sqlite_violations(dialect: Dialect, table: Table, guards: Guards, rowids_slot: int,
+                      checks: tuple[Predicate, ...]) -> Statement:
+    """How many of the given rowids fail one of ``checks`` (a row-level policy's WITH CHECK)."""
+    compiler = ReadCompiler(dialect, guards)
+    ids = compiler.binder.slot(rowids_slot)
+    conditions = " AND ".join(f"({check.render('t0', compiler.binder.helper)})" for check in checks)
+    return compiler.statement(
+        f"SELECT count(*) FROM {quote_ident(table.name)} AS \"t0\" WHERE \"t0\".rowid IN "
+        f"(SELECT value FROM json_each({ids})) AND NOT coalesce(({conditions}), 0)")
+
+
+def sqlite_conflicting(dialect: Dialect, table: Table, key: tuple[str, ...], columns: tuple[str, ...],
+                       rows_slot: int, guards: Guards | None) -> Statement:
+    """The rows an upsert would update (JSON array of rowids), and how many of them the caller's
+    UPDATE and SELECT policies do not allow (PostgreSQL refuses the upsert then)."""
+    compiler = ReadCompiler(dialect, guards)
+    rows = compiler.binder.slot(rows_slot)
+    picks = ", ".join(f"_v.value ->> {columns.index(c)}" for c in key)
+    qualified = ", ".join(f"\"t0\".{quote_ident(c)}" for c in key)
+    conditions = [guard for guard in (compiler.guard(table.name, "t0", "UPDATE"),
+                                      compiler.guard(table.name, "t0", "SELECT")) if guard is not None]
+    denied = (f"coalesce(sum(NOT coalesce(({' AND '.join(f'({c})' for c in conditions)}), 0)), 0)"
+              if conditions else "0")
+    return compiler.statement(
+        f"SELECT coalesce(json_group_array(\"t0\".rowid), '[]'), {denied} FROM {quote_ident(table.name)} "
+        f"AS \"t0\" WHERE ({qualified}) IN (SELECT {picks} FROM json_each({rows}) AS _v)")
 
 
 def sqlite_update(dialect: Dialect, table: Table, columns: tuple[str, ...], first_slot: int,
@@ -197,9 +236,9 @@ def function_call(dialect: Dialect, compiler: ReadCompiler, function: Function,
                   arg_slots: dict[str, int]) -> str:
     """The SQL call of ``function`` with named arguments bound from request value slots."""
     if dialect.name == "sqlite":
-        import re
-
         body = function.body or "SELECT NULL"
+        if compiler.guards is not None:
+            body = _guarded_body(body, compiler.guards)
 
         def placeholder(match: re.Match[str]) -> str:
             name = match.group(1)
@@ -207,10 +246,38 @@ def function_call(dialect: Dialect, compiler: ReadCompiler, function: Function,
                 return "NULL"
             return compiler.binder.slot(arg_slots[name])
 
-        return "(" + re.sub(r":([A-Za-z_][A-Za-z0-9_]*)", placeholder, body) + ")"
+        body = re.sub(r":([A-Za-z_][A-Za-z0-9_]*)", placeholder, body)
+        body = _HELPER_CALL.sub(lambda match: compiler.binder.helper(match.group(1).lower()), body)
+        return "(" + body + ")"
     args = ", ".join(
         f"{quote_ident(param.name)} := {compiler.binder.slot(arg_slots[param.name])}::"
         f"{_pg_cast_name(param.type)}"
         for param in function.params if param.name in arg_slots
     )
     return f"{quote_ident(function.schema)}.{quote_ident(function.name)}({args})"
+
+
+_HELPER_CALL = re.compile(r"LB_AUTH_(UID|ROLE|JWT|EMAIL)\(\)", re.IGNORECASE)
+
+
+@lru_cache(maxsize=256)
+def _guarded_body(body: str, guards: Guards) -> str:
+    """A SQLite function body whose table reads only see the rows the caller's policies allow.
+
+    Each protected table becomes ``(SELECT * FROM t WHERE <SELECT policies>) AS t``, as
+    PostgreSQL's row-level security filters the scans of a SECURITY INVOKER function.
+    """
+    parsed = sqlglot.parse_one(body, read="sqlite")
+
+    def guard(node: exp.Expr) -> exp.Expr:
+        if not isinstance(node, exp.Table) or not guards.protects(node.name):
+            return node
+        predicate = guards.using(node.name, "SELECT")
+        if predicate is None:
+            return node
+        condition = predicate.render("_lb_g", lambda name: f"LB_AUTH_{name.upper()}()")
+        rows = sqlglot.parse_one(f'SELECT * FROM {quote_ident(node.name)} AS "_lb_g" WHERE {condition}',
+                                 read="sqlite")
+        return exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name)))
+
+    return parsed.transform(guard).sql(dialect="sqlite")

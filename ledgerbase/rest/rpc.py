@@ -22,10 +22,11 @@ from ledgerbase.rest.plan import plan_read
 from ledgerbase.rest.responses import CONTENT_TYPES, content_range, singular
 
 if TYPE_CHECKING:
-    from ledgerbase.rest.handlers import DataApi
+    from ledgerbase.rest.handlers import Caller, DataApi
 
 
-async def call_function(api: DataApi, cache: SchemaCache, name: str, incoming: Incoming) -> Reply:
+async def call_function(api: DataApi, cache: SchemaCache, name: str, incoming: Incoming,
+                        caller: Caller) -> Reply:
     """``/rpc/<name>``: call a function with arguments from the query string or a JSON body."""
     function = cache.functions.get(name)
     method = incoming.method
@@ -79,11 +80,12 @@ async def call_function(api: DataApi, cache: SchemaCache, name: str, incoming: I
         slots[param.name] = base + len(converted)
         converted.append(value)
     values = request.values + tuple(converted)
-    compiler = ReadCompiler(api.dialect)
+    compiler = ReadCompiler(api.dialect, caller.guards)
     call = mutate.function_call(api.dialect, compiler, function, slots)
     if function.returns_table and (table := cache.table(function.returns_table)) is not None:
         node = plan_read(cache, table, request)
-        sql = compiler.read(node, call, count=request.preferences.count is not None)
+        # the function's own reads were filtered by the policies; its result rows are not
+        sql = compiler.read(node, call, count=request.preferences.count is not None, guard_top=False)
         statement = compiler.statement(sql)
         run_read = True
     else:
@@ -101,13 +103,16 @@ async def call_function(api: DataApi, cache: SchemaCache, name: str, incoming: I
         run_read = False
     if function.volatile and not api.sqlite and method == "POST":
         async def work(tx: Transaction) -> list[tuple[Any, ...]]:
-            return await tx.fetch_all(statement.sql, statement.bind(values))
-        rows = await api.database.write(work, rollback=request.preferences.tx == "rollback")
+            return await tx.fetch_all(statement.sql, statement.bind(values, caller.context))
+        rows = await api.database.write(work, rollback=request.preferences.tx == "rollback",
+                                        context=caller.context)
     elif function.volatile:
         # a GET runs read-only, as in PostgREST: a function that writes answers 405 (25006)
-        rows = await api.database.fetch_all_read_only(statement.sql, statement.bind(values))
+        rows = await api.database.fetch_all_read_only(statement.sql, statement.bind(values, caller.context),
+                                                      context=caller.context)
     else:
-        rows = await api.database.fetch_all(statement.sql, statement.bind(values))
+        rows = await api.database.fetch_all(statement.sql, statement.bind(values, caller.context),
+                                            context=caller.context)
     headers = {"Content-Type": CONTENT_TYPES[request.media_type]}
     if run_read and node is not None:
         total, page_total, body = rows[0]

@@ -233,21 +233,53 @@ def test_functions_become_rows(source: str, row: tuple[object, ...]) -> None:
     assert (name, declared, return_type, returns_set, body) == row
 
 
-def test_policies_are_stored_as_written() -> None:
+def test_policies_are_stored_as_written_and_compiled() -> None:
     source = ("ALTER TABLE notes ENABLE ROW LEVEL SECURITY;\n"
               "CREATE POLICY \"Owners read\" ON public.notes FOR SELECT TO authenticated\n"
               "    USING (auth.uid() = owner);\n"
               "DROP POLICY IF EXISTS old_one ON notes;\n"
               "ALTER TABLE notes DISABLE ROW LEVEL SECURITY;")
-    statements = [(s.line, s.sql.split(" ")[0], s.params) for s in translate_to_sqlite(source, "m.sql")]
+    tables = {"notes": {"id": "bigint", "owner": "uuid"}}
+    statements = [(s.line, s.sql.split(" ")[0], s.params) for s in translate_to_sqlite(source, "m.sql", tables)]
+    compiled = ('{"permissive":true,"command":"SELECT","roles":["authenticated"],'
+                '"using":"(LB_AUTH_UID() = __lb_self__.owner)","check":null}')
     assert statements == [
         (1, "DELETE", ("notes",)),
-        (1, "INSERT", ("notes", None, "ALTER TABLE notes ENABLE ROW LEVEL SECURITY")),
+        (1, "INSERT", ("notes", None, "ALTER TABLE notes ENABLE ROW LEVEL SECURITY", None)),
         (2, "INSERT", ("notes", "Owners read", "CREATE POLICY \"Owners read\" ON public.notes FOR SELECT "
-                       "TO authenticated\n    USING (auth.uid() = owner)")),
+                       "TO authenticated\n    USING (auth.uid() = owner)", compiled)),
         (4, "DELETE", ("notes", "old_one")),
         (5, "DELETE", ("notes",)),
     ]
+
+
+@pytest.mark.parametrize(("policy", "using", "check"), [
+    # a column of a sub-query's table stays the sub-query's; the policy table's is qualified
+    ("FOR SELECT USING (team_id IN (SELECT team_id FROM members WHERE user_id = (SELECT auth.uid())))",
+     "(__lb_self__.team_id IN (SELECT team_id FROM members WHERE user_id = (SELECT LB_AUTH_UID())))", None),
+    ("AS RESTRICTIVE FOR UPDATE TO authenticated USING (NOT archived) WITH CHECK (projects.owner = auth.uid())",
+     "(NOT __lb_self__.archived)", "(__lb_self__.owner = LB_AUTH_UID())"),
+    ("FOR INSERT WITH CHECK (EXISTS (SELECT 1 FROM members m WHERE m.team_id = projects.team_id))",
+     None, "(EXISTS(SELECT 1 FROM members AS m WHERE m.team_id = __lb_self__.team_id))"),
+    ("USING ((auth.jwt() ->> 'email') LIKE '%@example.com')",
+     "((LB_AUTH_JWT() ->> '$.email') LIKE '%@example.com')", None),
+])
+def test_policy_expressions_compile_for_any_alias(policy: str, using: str | None, check: str | None) -> None:
+    tables = {"projects": {"id": "bigint", "team_id": "bigint", "owner": "uuid", "archived": "boolean"},
+              "members": {"team_id": "bigint", "user_id": "uuid"}}
+    [statement] = translate_to_sqlite(f"CREATE POLICY p ON projects {policy};", "m.sql", tables)
+    compiled = orjson.loads(statement.params[3])
+    assert (compiled["using"], compiled["check"]) == (using, check)
+
+
+@pytest.mark.parametrize(("policy", "message"), [
+    ("USING (nope = 1)", 'column "nope" does not exist'),
+    ("USING (other.id = 1)", 'missing FROM-clause entry for table "other"'),
+    ("FOR INSERT USING (true)", "only WITH CHECK expression allowed for INSERT"),
+])
+def test_bad_policies_are_refused(policy: str, message: str) -> None:
+    with pytest.raises(TranslationError, match=message):
+        translate_to_sqlite(f"CREATE POLICY p ON projects {policy};", "m.sql", {"projects": {"id": "bigint"}})
 
 
 def _doc_sql_blocks() -> list[str]:
@@ -267,5 +299,5 @@ def test_documented_examples_translate_as_documented() -> None:
         ("products_under", "SELECT * FROM products WHERE price <= :max_price ORDER BY id NULLS LAST"),
         ("add_numbers", "SELECT :a + COALESCE(:b, 0)"),
     ]
-    assert [s.params[:2] for s in translate_to_sqlite(policies, "m.sql")] == [
+    assert [s.params[:2] for s in translate_to_sqlite(policies, "m.sql")][1:] == [
         ("notes",), ("notes", None), ("notes", "owners read their notes")]
