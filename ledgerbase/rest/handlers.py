@@ -127,7 +127,7 @@ class DataApi:
             allow = "OPTIONS,GET,HEAD"
             if table.insertable:
                 allow += ",POST,PUT,PATCH,DELETE" if table.primary_key else ",POST,PATCH,DELETE"
-            return Reply(200, headers={"Allow": allow, "Access-Control-Allow-Origin": "*"})
+            return Reply(200, headers={"Allow": allow})
         if method not in ("GET", "HEAD") and method not in WRITE_METHODS:
             raise LedgerbaseError(f"Unsupported HTTP method: {method}", code="PGRST117", status=405)
         query = split_query(incoming.query_string)
@@ -376,7 +376,8 @@ class DataApi:
         statement = self.statements.get_or_build(
             ("insert", id(self._schema()), request, names),
             lambda: mutate.pg_insert(self.dialect, table, names, len(request.values), node,
-                                     on_conflict=request.on_conflict, resolution=prefs.resolution))
+                                     on_conflict=request.on_conflict, resolution=prefs.resolution,
+                                     location=prefs.return_ is ReturnPref.HEADERS_ONLY))
         payload = orjson.dumps([{name: row.get(name) for name in names} for row in rows]).decode()
         result = await tx.fetch_all(statement.sql, statement.bind(request.values + (payload,)))
         affected, inserted, body, location = result[0]
@@ -416,12 +417,17 @@ class DataApi:
         inserted = max(0, len(rows) - len(existing)) if prefs.resolution != "ignore-duplicates" else affected
         ids = orjson.dumps(rowids).decode()
         if guards is not None:
+            # returned columns (a body, a Location, an upsert's outcome) must be readable
+            visible = (node is not None or prefs.resolution is not None
+                       or prefs.return_ is ReturnPref.HEADERS_ONLY)
             updated = set(existing)
             await self._sqlite_check(tx, table, guards, caller,
-                                     orjson.dumps([r for r in rowids if r not in updated]).decode(), "INSERT")
+                                     orjson.dumps([r for r in rowids if r not in updated]).decode(), "INSERT",
+                                     visible=visible)
             if updated:
                 await self._sqlite_check(tx, table, guards, caller,
-                                         orjson.dumps([r for r in rowids if r in updated]).decode(), "UPDATE")
+                                         orjson.dumps([r for r in rowids if r in updated]).decode(), "UPDATE",
+                                         visible=visible)
         body = await self._sqlite_render(tx, node, request, ids, caller)
         location = None
         if table.primary_key and rowids and prefs.return_ is ReturnPref.HEADERS_ONLY:
@@ -430,14 +436,16 @@ class DataApi:
         return affected, inserted, body, location
 
     async def _sqlite_check(self, tx: Transaction, table: Table, guards: Guards, caller: Caller,
-                            ids: str, command: Command) -> None:
-        """Refuse (42501) when a row just written fails its WITH CHECK, or would be invisible."""
+                            ids: str, command: Command, *, visible: bool) -> None:
+        """Refuse (42501) when a row just written fails its WITH CHECK, or, when the statement
+        returns its rows (``visible``), the SELECT policies."""
         checks = tuple(check for check in (guards.check(table.name, command),
-                                           guards.using(table.name, "SELECT")) if check is not None)
+                                           guards.using(table.name, "SELECT") if visible else None)
+                       if check is not None)
         if not checks or ids == "[]":
             return
         statement = self.statements.get_or_build(
-            ("check", id(self._schema()), table.name, caller.role, command),
+            ("check", id(self._schema()), table.name, caller.role, command, visible),
             lambda: mutate.sqlite_violations(self.dialect, table, guards, 0, checks))
         if (await tx.fetch_all(statement.sql, statement.bind((ids,), caller.context)))[0][0]:
             raise _policy_violation(table)
@@ -479,7 +487,8 @@ class DataApi:
                 affected, _, body, _ = (await tx.fetch_all(
                     statement.sql, statement.bind(request.values + (payload,))))[0]
                 return int(affected), 0, [body] if body is not None else [], None
-            ids = await self._sqlite_rowids(tx, table, node, request, caller, "UPDATE")
+            reads = mutate.reads_columns(node, want_body)
+            ids = await self._sqlite_rowids(tx, table, node, request, caller, "UPDATE", reads)
             coerced = tuple(to_sqlite(c.type, coerce_json(c.type, values.get(c.name))) for c in columns)
             base = len(request.values)
             update = mutate.sqlite_update(self.dialect, table, names, base, base + len(coerced),
@@ -488,7 +497,7 @@ class DataApi:
             # an update of an integer primary key moves the row to a new rowid
             new_ids = orjson.dumps([row[0] for row in changed]).decode()
             if caller.guards is not None and caller.guards.protects(table.name):
-                await self._sqlite_check(tx, table, caller.guards, caller, new_ids, "UPDATE")
+                await self._sqlite_check(tx, table, caller.guards, caller, new_ids, "UPDATE", visible=reads)
             body = await self._sqlite_render(tx, node if want_body else None, request, new_ids, caller)
             return len(changed), 0, [body] if body is not None else [], None
 
@@ -500,10 +509,11 @@ class DataApi:
                                  ["missing", "return", "count", "tx", "handling", "max-affected"])
 
     async def _sqlite_rowids(self, tx: Transaction, table: Table, node: ReadNode,
-                             request: ApiRequest, caller: Caller, command: Command) -> str:
+                             request: ApiRequest, caller: Caller, command: Command, reads: bool) -> str:
         statement = self.statements.get_or_build(
-            ("rowids", id(self._schema()), request, caller.role, command),
-            lambda: mutate.sqlite_target_rowids(self.dialect, table, node, caller.guards, command))
+            ("rowids", id(self._schema()), request, caller.role, command, reads),
+            lambda: mutate.sqlite_target_rowids(self.dialect, table, node, caller.guards, command,
+                                                reads_rows=reads))
         return str((await tx.fetch_all(statement.sql, statement.bind(request.values, caller.context)))[0][0])
 
     async def _delete(self, cache: SchemaCache, table: Table, request: ApiRequest,
@@ -518,7 +528,8 @@ class DataApi:
                 affected, _, body, _ = (await tx.fetch_all(statement.sql,
                                                            statement.bind(request.values)))[0]
                 return int(affected), 0, [body] if body is not None else [], None
-            ids = await self._sqlite_rowids(tx, table, node, request, caller, "DELETE")
+            ids = await self._sqlite_rowids(tx, table, node, request, caller, "DELETE",
+                                            mutate.reads_columns(node, want_body))
             body = await self._sqlite_render(tx, node if want_body else None, request, ids, caller)
             delete = mutate.sqlite_delete(self.dialect, table, len(request.values))
             await tx.fetch_all(delete.sql, delete.bind(request.values + (ids,)))

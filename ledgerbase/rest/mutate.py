@@ -19,7 +19,7 @@ from ledgerbase.auth.policies import Command, Guards, Predicate
 from ledgerbase.db.dialect import Dialect, quote_ident
 from ledgerbase.db.schema import Column, Function, Table
 from ledgerbase.rest.compile import Binder, ReadCompiler, Statement, _pg_cast_name
-from ledgerbase.rest.plan import ReadNode
+from ledgerbase.rest.plan import EmbedOut, ReadNode
 
 
 def render_node(node: ReadNode) -> ReadNode:
@@ -45,16 +45,29 @@ def _conflict_sql(table: Table, columns: tuple[str, ...], on_conflict: tuple[str
 
 # --- PostgreSQL: one statement ------------------------------------------------------------
 
+def returning(table: Table, reads_rows: bool, *, upsert: bool = False) -> str:
+    """The RETURNING clause of a write.
+
+    ``RETURNING 1`` when the response needs no column, as PostgREST does: returning
+    columns needs SELECT privilege, and makes row-level security apply the SELECT
+    policies to the written rows (a user may insert rows they cannot read back).
+    """
+    name = f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
+    if upsert:
+        return f" RETURNING {name}.*, (xmax = 0) AS _lb_inserted"
+    return f" RETURNING {name}.*" if reads_rows else " RETURNING 1"
+
+
 def _pg_outcome(dialect: Dialect, table: Table, node: ReadNode | None, mutation: str,
-                compiler: ReadCompiler, *, inserted: bool) -> Statement:
+                compiler: ReadCompiler, *, inserted: bool, location: bool = False) -> Statement:
     """``(affected, inserted, body, location key)`` over the mutation's RETURNING rows."""
     body = "NULL"
     if node is not None:
         body = f"({compiler.read(render_node(node), 'pgrst_source', count=False, body_only=True)})"
     key = (f"(SELECT json_build_array({_columns_sql(table.primary_key)})::text FROM pgrst_source LIMIT 1)"
-           if table.primary_key else "NULL")
+           if table.primary_key and location else "NULL")
     inserted_sql = ("(SELECT count(*) FROM pgrst_source WHERE _lb_inserted)" if inserted
-                    else "NULL")
+                    else "(SELECT count(*) FROM pgrst_source)")
     sql = (f"WITH pgrst_source AS ({mutation}) SELECT (SELECT count(*) FROM pgrst_source), "
            f"{inserted_sql}, {body}, {key}")
     return compiler.statement(sql)
@@ -62,7 +75,7 @@ def _pg_outcome(dialect: Dialect, table: Table, node: ReadNode | None, mutation:
 
 def pg_insert(dialect: Dialect, table: Table, columns: tuple[str, ...], body_slot: int,
               node: ReadNode | None, *, on_conflict: tuple[str, ...] | None,
-              resolution: str | None) -> Statement:
+              resolution: str | None, location: bool = False) -> Statement:
     """INSERT ... SELECT FROM json_populate_recordset(body) [ON CONFLICT ...] RETURNING."""
     compiler = ReadCompiler(dialect)
     name = f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
@@ -73,9 +86,10 @@ def pg_insert(dialect: Dialect, table: Table, columns: tuple[str, ...], body_slo
                   f"json_populate_recordset(NULL::{name}, {body}::json)")
     else:
         insert = f"INSERT INTO {name} DEFAULT VALUES"
-    mutation = (f"{insert}{_conflict_sql(table, columns, on_conflict, resolution)} "
-                f"RETURNING {name}.*, (xmax = 0) AS _lb_inserted")
-    return _pg_outcome(dialect, table, node, mutation, compiler, inserted=True)
+    upsert = resolution is not None
+    mutation = (f"{insert}{_conflict_sql(table, columns, on_conflict, resolution)}"
+                f"{returning(table, node is not None or location, upsert=upsert)}")
+    return _pg_outcome(dialect, table, node, mutation, compiler, inserted=upsert, location=location)
 
 
 def pg_update(dialect: Dialect, table: Table, columns: tuple[str, ...], body_slot: int,
@@ -89,7 +103,7 @@ def pg_update(dialect: Dialect, table: Table, columns: tuple[str, ...], body_slo
     where = _pg_target(compiler, table, node)
     mutation = (f"UPDATE {name} SET {assignments} FROM "
                 f"(SELECT * FROM json_populate_record(NULL::{name}, {body}::json)) AS _r"
-                f"{where} RETURNING {name}.*")
+                f"{where}{returning(table, want_body)}")
     return _pg_outcome(dialect, table, node if want_body else None, mutation, compiler,
                        inserted=False)
 
@@ -98,9 +112,18 @@ def pg_delete(dialect: Dialect, table: Table, node: ReadNode, *, want_body: bool
     """DELETE ... WHERE filters RETURNING."""
     compiler = ReadCompiler(dialect)
     name = f"{quote_ident(table.schema)}.{quote_ident(table.name)}"
-    mutation = f"DELETE FROM {name}{_pg_target(compiler, table, node)} RETURNING {name}.*"
+    mutation = f"DELETE FROM {name}{_pg_target(compiler, table, node)}{returning(table, want_body)}"
     return _pg_outcome(dialect, table, node if want_body else None, mutation, compiler,
                        inserted=False)
+
+
+def reads_columns(node: ReadNode, want_body: bool) -> bool:
+    """Whether an UPDATE or DELETE reads its table's columns (WHERE, ORDER BY or RETURNING).
+
+    PostgreSQL then needs SELECT privilege and applies the SELECT policies too.
+    """
+    return want_body or bool(node.filters) or bool(node.order) or node.limit_slot is not None \
+        or any(isinstance(out, EmbedOut) and out.inner for out in node.outputs)
 
 
 def _pg_target(compiler: ReadCompiler, table: Table, node: ReadNode) -> str:
@@ -117,14 +140,16 @@ def _pg_target(compiler: ReadCompiler, table: Table, node: ReadNode) -> str:
 # --- SQLite: steps in one transaction -----------------------------------------------------
 
 def sqlite_target_rowids(dialect: Dialect, table: Table, node: ReadNode, guards: Guards | None = None,
-                         command: Command = "UPDATE") -> Statement:
+                         command: Command = "UPDATE", *, reads_rows: bool = True) -> Statement:
     """The rowids a PATCH or DELETE will touch, as a JSON array.
 
-    With ``guards``, only rows the SELECT and ``command`` policies let the caller see.
+    With ``guards``, only rows the ``command`` policies let the caller change, and, when
+    the statement reads the rows (``reads_rows``: filters, order or a returned body, as
+    ``reads_columns`` tells), the SELECT policies let them see, as on PostgreSQL.
     """
     compiler = ReadCompiler(dialect, guards)
     guard = compiler.guard(table.name, "t0", command)
-    where = compiler.where("t0", node, (guard,) if guard is not None else ())
+    where = compiler.where("t0", node, (guard,) if guard is not None else (), guarded=reads_rows)
     where_sql = f" WHERE {where}" if where else ""
     tail = compiler.order_by("t0", node) + compiler.paging(node)
     return compiler.statement(

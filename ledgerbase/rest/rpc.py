@@ -32,7 +32,7 @@ async def call_function(api: DataApi, cache: SchemaCache, name: str, incoming: I
     method = incoming.method
     if method == "OPTIONS":
         allow = "OPTIONS,POST" if function is not None and function.volatile else "OPTIONS,GET,HEAD,POST"
-        return Reply(200, headers={"Allow": allow, "Access-Control-Allow-Origin": "*"})
+        return Reply(200, headers={"Allow": allow})
     if method not in ("GET", "HEAD", "POST"):
         raise LedgerbaseError(f"Cannot use the {method} method on RPC", code="PGRST101",
                               status=405)
