@@ -18,11 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import orjson
 
 from ledgerbase.auth.schema import postgres_tables, sqlite_tables
+from ledgerbase.db.dialect import quote_ident
 from ledgerbase.db.engine import connect_sqlite, sqlite_path
 from ledgerbase.db.platform import postgres_setup
-from ledgerbase.db.translate import TranslatedStatement, TranslationError, translate_to_sqlite
+from ledgerbase.db.translate import POLICY_SELF, TranslatedStatement, TranslationError, translate_to_sqlite
 from ledgerbase.errors import LedgerbaseError
 
 SQLITE_SUFFIX = ".sqlite.sql"
@@ -162,6 +164,7 @@ def _apply_sqlite(connection: sqlite3.Connection, migration: MigrationFile) -> b
         for statement in _sqlite_statements(connection, migration):
             try:
                 connection.execute(statement.sql, statement.params)
+                _check_compiled_policy(connection, statement)
             except sqlite3.Error as error:
                 raise MigrationError(f"{migration.name} line {statement.line}: {error}") from None
         connection.execute("INSERT INTO _ledgerbase_migrations (name, checksum, applied_at) VALUES (?, ?, ?)",
@@ -172,6 +175,18 @@ def _apply_sqlite(connection: sqlite3.Connection, migration: MigrationFile) -> b
             connection.execute("ROLLBACK")
         raise
     return True
+
+
+def _check_compiled_policy(connection: sqlite3.Connection, statement: TranslatedStatement) -> None:
+    """Prepare a just-stored policy's expressions once, so SQLite refuses what it cannot run now
+    (an unknown function, say) rather than on the first request."""
+    if not statement.sql.startswith("INSERT INTO _ledgerbase_policies") or statement.params[3] is None:
+        return
+    policy = orjson.loads(statement.params[3])
+    for clause in ("using", "check"):
+        if policy[clause] is not None:
+            connection.execute(f"EXPLAIN SELECT 1 FROM {quote_ident(statement.params[0])} AS "
+                               f"{POLICY_SELF} WHERE {policy[clause]}")
 
 
 def _sqlite_statements(connection: sqlite3.Connection,
