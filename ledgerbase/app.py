@@ -20,6 +20,7 @@ import structlog
 
 from ledgerbase import __version__
 from ledgerbase.auth.keys import TokenVerifier, load_or_create_secret
+from ledgerbase.auth.service import AuthService
 from ledgerbase.config import Settings
 from ledgerbase.db.engine import Database, PostgresDatabase, SqliteDatabase, open_database
 from ledgerbase.db.introspect import introspect
@@ -54,6 +55,7 @@ class Runtime:
             settings.resolved_database_url(), readers=settings.sqlite_readers,
             pool_size=settings.pg_pool_size, statement_timeout_ms=settings.statement_timeout_ms)
         self.verifier = TokenVerifier(load_or_create_secret(settings.data_dir, settings.jwt_secret))
+        self.auth = AuthService(settings, self.database, self.verifier)
         self.schema: SchemaCache = SchemaCache(schema=settings.db_schema, tables={},
                                                relationships={}, loaded=False)
         self.api = DataApi(self.database, lambda: self.schema)
@@ -144,6 +146,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
         path: str = scope["path"]
         if path.startswith("/rest/v1"):
             await _rest(runtime, scope, receive, send, max_body)
+        elif path.startswith("/auth/v1"):
+            await runtime.auth(scope, receive, send)
         elif path == "/health/live":
             await _send(send, 200, orjson.dumps({"status": "ok", "version": __version__}))
         elif path == "/metrics":

@@ -28,6 +28,26 @@ class Settings(BaseSettings):
     access_log: bool = False  # one JSON line per request; errors are always logged
     proxy_headers: bool = False  # trust X-Forwarded-* (only behind a proxy you run)
     db_max_rows: int | None = None
+    # --- auth ---
+    jwt_expiry_seconds: int = 3600  # lifetime of the access tokens /auth/v1 issues
+    site_url: str = ""  # public URL of this server; issuer default: site_url + "/auth/v1"
+    auth_issuer: str = ""  # "iss" of access tokens (default: site_url or the request's URL + "/auth/v1")
+    auth_disable_signup: bool = False  # refuse POST /auth/v1/signup (admins can still create users)
+    auth_password_min_length: int = 8
+    auth_password_deny_list: bool = True  # refuse the ~1,000 most common passwords
+    # argon2id cost, OWASP's recommendation by default (19 MiB, 2 passes, 1 lane)
+    auth_argon2_memory_kib: int = 19_456
+    auth_argon2_time_cost: int = 2
+    auth_argon2_parallelism: int = 1
+    auth_refresh_reuse_interval: float = 10.0  # seconds a rotated-out refresh token still works
+    # token buckets: at most N requests per window, refilled continuously; 0 = no limit
+    auth_rate_limit_window: float = 300.0
+    auth_rate_limit_sign_up_per_ip: int = 30
+    auth_rate_limit_sign_up_per_account: int = 5  # per email address
+    auth_rate_limit_sign_in_per_ip: int = 30
+    auth_rate_limit_sign_in_per_account: int = 15
+    auth_rate_limit_refresh_per_ip: int = 150
+    auth_rate_limit_refresh_per_account: int = 60
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""
