@@ -26,11 +26,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import orjson
+import sqlglot
 import structlog
+from sqlglot import exp
 
 from ledgerbase.db.dialect import quote_ident
 from ledgerbase.db.schema import SchemaCache
 from ledgerbase.db.translate import POLICY_SELF
+from ledgerbase.errors import LedgerbaseError
 
 Command = Literal["SELECT", "INSERT", "UPDATE", "DELETE"]
 BYPASS_ROLES = frozenset({"service_role"})
@@ -112,20 +115,58 @@ class Guards:
         return table in self._rls
 
     def using(self, table: str, command: Command) -> Predicate | None:
-        """Rows of ``table`` that ``command`` may see: permissive USING OR-ed, restrictive AND-ed."""
+        """Rows of ``table`` that ``command`` may see: permissive USING OR-ed, restrictive AND-ed.
+
+        Raises LedgerbaseError 42P17 when the policies refer back to themselves.
+        """
         key = (table, command)
         if key not in self._using:
-            self._using[key] = self._combine(table, command, with_check=False)
+            sql = self._combined(table, command, with_check=False, active=())
+            self._using[key] = Predicate.of(sql) if sql is not None else None
         return self._using[key]
 
     def check(self, table: str, command: Command) -> Predicate | None:
         """What a row written by ``command`` must satisfy (WITH CHECK, else USING)."""
         key = (table, command)
         if key not in self._check:
-            self._check[key] = self._combine(table, command, with_check=True)
+            sql = self._combined(table, command, with_check=True, active=())
+            self._check[key] = Predicate.of(sql) if sql is not None else None
         return self._check[key]
 
-    def _combine(self, table: str, command: Command, *, with_check: bool) -> Predicate | None:
+    def _combined(self, table: str, command: Command, *, with_check: bool,
+                  active: tuple[str, ...]) -> str | None:
+        """The combined condition as SQL with markers, the tables it reads under their own
+        SELECT policies (as PostgreSQL expands policies inside policies)."""
+        sql = self._combine(table, command, with_check=with_check)
+        if sql is None or "SELECT" not in sql.upper():
+            return sql
+        parsed = sqlglot.parse_one(f"SELECT 1 WHERE {sql}", read="sqlite")
+        if not any(found.name in self._rls for found in parsed.find_all(exp.Table)):
+            return sql
+        if table in active:
+            # PostgreSQL: a policy with sub-queries reached again while it is being expanded
+            raise LedgerbaseError(f'infinite recursion detected in policy for relation "{table}"',
+                                  code="42P17", status=500)
+        count = 0
+
+        def guard(node: exp.Expr) -> exp.Expr:
+            nonlocal count
+            if not isinstance(node, exp.Table) or node.name not in self._rls:
+                return node
+            inner = self._combined(node.name, "SELECT", with_check=False, active=(*active, table))
+            if inner is None:
+                return node
+            count += 1
+            alias = f"_lb_p{len(active)}_{count}"
+            condition = inner.replace(f"{POLICY_SELF}.", f'"{alias}".')
+            rows = sqlglot.parse_one(f'SELECT * FROM {quote_ident(node.name)} AS "{alias}" WHERE {condition}',
+                                     read="sqlite")
+            return exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name)))
+
+        expanded = parsed.transform(guard)
+        return str(expanded.args["where"].this.sql(dialect="sqlite"))
+
+    def _combine(self, table: str, command: Command, *, with_check: bool) -> str | None:
         if table not in self._rls:
             return None
         permissive: list[str] = []
@@ -138,11 +179,11 @@ class Guards:
                 continue
             (permissive if policy.permissive else restrictive).append(condition)
         if not permissive:
-            return Predicate.of(_DENY)
+            return _DENY
         sql = "(" + " OR ".join(f"({c})" for c in permissive) + ")"
         for condition in restrictive:
             sql += f" AND ({condition})"
-        return Predicate.of(sql)
+        return sql
 
 
 class PolicySet:

@@ -341,7 +341,7 @@ def pg_error(error: BaseException) -> LedgerbaseError:
     if isinstance(error, asyncpg.PostgresError):
         sqlstate = getattr(error, "sqlstate", None) or "XX000"
         status = pg_status(sqlstate)
-        if status >= 500 and sqlstate not in ("57014",):
+        if status >= 500 and sqlstate not in ("57014", "42P17"):  # 42P17 names a policy, no SQL
             if status == 503:
                 return UnavailableError("the database is unavailable", code=sqlstate)
             return LedgerbaseError("the database could not run the statement", code=sqlstate,
@@ -353,9 +353,33 @@ def pg_error(error: BaseException) -> LedgerbaseError:
     return UnavailableError("the database is unavailable", code="PGRST001")
 
 
-# As PostgREST: the transaction runs as the request's role, with its claims readable by
-# auth.uid() & co. (is_local = true: both end with the transaction).
-_SET_CONTEXT = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
+# As PostgREST: statements run as the request's role, with its claims readable by
+# auth.uid() & co. Set for the session (outside any transaction, so a rollback keeps
+# it) and remembered per connection: a connection already set for the same role and
+# claims needs no extra round trip, and the pool's reset on release (one more round
+# trip, which would not reset the role anyway) is replaced by this. 'none' is the
+# login role, for Ledgerbase's own statements.
+_SET_CONTEXT = "SELECT set_config('role', $1, false), set_config('request.jwt.claims', $2, false)"
+_SERVER_CONTEXT = ("none", "")
+
+
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection that remembers the role and claims it was last set to."""
+
+    lb_context: tuple[str, str] | None = None
+
+    async def use_context(self, context: RequestContext | None) -> None:
+        """Run what follows as ``context``'s role and claims (Ledgerbase's own role if None)."""
+        wanted = (context.role, context.claims_json) if context is not None else _SERVER_CONTEXT
+        if wanted != self.lb_context:
+            self.lb_context = None  # unknown until the server has answered
+            await self.execute(_SET_CONTEXT, *wanted)
+            self.lb_context = wanted
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing (transactions are rolled back by asyncpg first;
+    the role and claims are set on every acquisition by ``use_context``)."""
 
 
 class _PostgresTransaction(Transaction):
@@ -396,6 +420,7 @@ class PostgresDatabase(Database):
                 try:
                     self._pool = await asyncpg.create_pool(
                         self.url, min_size=1, max_size=self._pool_size, timeout=5,
+                        connection_class=_Connection, reset=_keep_session,
                         server_settings={
                             "timezone": "UTC", "application_name": "ledgerbase",
                             "statement_timeout": str(self._statement_timeout_ms),
@@ -417,11 +442,10 @@ class PostgresDatabase(Database):
 
     async def fetch_all(self, sql: str, params: Sequence[Any], *,
                         context: RequestContext | None = None) -> list[Row]:
-        if context is not None:
-            return await self.fetch_all_read_only(sql, params, context=context)
         pool = await self._get_pool()
         try:
             async with pool.acquire() as connection:
+                await connection.use_context(context)
                 records = await connection.fetch(sql, *params)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             raise pg_error(error) from None
@@ -431,10 +455,10 @@ class PostgresDatabase(Database):
                                   context: RequestContext | None = None) -> list[Row]:
         pool = await self._get_pool()
         try:
-            async with pool.acquire() as connection, connection.transaction(readonly=True):
-                if context is not None:
-                    await connection.execute(_SET_CONTEXT, context.role, context.claims_json)
-                records = await connection.fetch(sql, *params)
+            async with pool.acquire() as connection:
+                await connection.use_context(context)
+                async with connection.transaction(readonly=True):
+                    records = await connection.fetch(sql, *params)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             raise pg_error(error) from None
         return [tuple(record) for record in records]
@@ -444,11 +468,10 @@ class PostgresDatabase(Database):
         pool = await self._get_pool()
         try:
             async with pool.acquire() as connection:
+                await connection.use_context(context)
                 transaction = connection.transaction()
                 await transaction.start()
                 try:
-                    if context is not None:
-                        await connection.execute(_SET_CONTEXT, context.role, context.claims_json)
                     result = await work(_PostgresTransaction(connection))
                 except BaseException:
                     await transaction.rollback()

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import orjson
 
 from ledgerbase.auth.keys import Claims
-from ledgerbase.auth.policies import Command, Guards, PolicySet
+from ledgerbase.auth.policies import Command, Guards, PolicySet, Predicate
 from ledgerbase.db.context import RequestContext
 from ledgerbase.db.engine import Database, Transaction
 from ledgerbase.db.schema import Column, SchemaCache, Table
@@ -395,6 +395,18 @@ class DataApi:
         values = request.values + (payload,)
         slot = len(request.values)
         guards = caller.guards if caller.guards is not None and caller.guards.protects(table.name) else None
+        # returned columns (a body, a Location, an upsert's outcome) must be readable
+        visible = (node is not None or prefs.resolution is not None
+                   or prefs.return_ is ReturnPref.HEADERS_ONLY)
+        if guards is not None and prefs.resolution != "merge-duplicates":
+            # every proposed row, before constraints and conflicts are looked at (PostgreSQL's order)
+            checks = self._checks(table, guards, "INSERT", visible=visible)
+            if checks:
+                proposed = self.statements.get_or_build(
+                    ("proposed", id(self._schema()), table.name, caller.role, names, visible),
+                    lambda: mutate.sqlite_proposed_inserts(self.dialect, table, guards, names, 0, checks))
+                if (await tx.fetch_all(proposed.sql, proposed.bind((payload,), caller.context)))[0][0]:
+                    raise _policy_violation(table)
         existing: list[int] = []
         if prefs.resolution is not None:
             key = request.on_conflict or table.primary_key
@@ -416,10 +428,8 @@ class DataApi:
         affected = len(rowids)
         inserted = max(0, len(rows) - len(existing)) if prefs.resolution != "ignore-duplicates" else affected
         ids = orjson.dumps(rowids).decode()
-        if guards is not None:
-            # returned columns (a body, a Location, an upsert's outcome) must be readable
-            visible = (node is not None or prefs.resolution is not None
-                       or prefs.return_ is ReturnPref.HEADERS_ONLY)
+        if guards is not None and prefs.resolution == "merge-duplicates":
+            # INSERT policies for the rows inserted, UPDATE policies for the rows updated
             updated = set(existing)
             await self._sqlite_check(tx, table, guards, caller,
                                      orjson.dumps([r for r in rowids if r not in updated]).decode(), "INSERT",
@@ -435,13 +445,18 @@ class DataApi:
             location = (await tx.fetch_all(keys.sql, keys.bind((ids,))))[0][0]
         return affected, inserted, body, location
 
+    @staticmethod
+    def _checks(table: Table, guards: Guards, command: Command, *, visible: bool) -> tuple[Predicate, ...]:
+        """What a row written by ``command`` must satisfy: WITH CHECK, and the SELECT policies
+        when the statement returns its rows (``visible``)."""
+        return tuple(check for check in (guards.check(table.name, command),
+                                         guards.using(table.name, "SELECT") if visible else None)
+                     if check is not None)
+
     async def _sqlite_check(self, tx: Transaction, table: Table, guards: Guards, caller: Caller,
                             ids: str, command: Command, *, visible: bool) -> None:
-        """Refuse (42501) when a row just written fails its WITH CHECK, or, when the statement
-        returns its rows (``visible``), the SELECT policies."""
-        checks = tuple(check for check in (guards.check(table.name, command),
-                                           guards.using(table.name, "SELECT") if visible else None)
-                       if check is not None)
+        """Refuse (42501) when a row just written fails ``_checks``."""
+        checks = self._checks(table, guards, command, visible=visible)
         if not checks or ids == "[]":
             return
         statement = self.statements.get_or_build(
@@ -491,13 +506,21 @@ class DataApi:
             ids = await self._sqlite_rowids(tx, table, node, request, caller, "UPDATE", reads)
             coerced = tuple(to_sqlite(c.type, coerce_json(c.type, values.get(c.name))) for c in columns)
             base = len(request.values)
+            guards = caller.guards
+            if guards is not None and guards.protects(table.name):
+                # the new rows, before writing them (PostgreSQL checks before constraints)
+                checks = self._checks(table, guards, "UPDATE", visible=reads)
+                if checks:
+                    proposed = mutate.sqlite_proposed_updates(self.dialect, table, guards, names, base,
+                                                              base + len(coerced), defaults, checks)
+                    if (await tx.fetch_all(proposed.sql, proposed.bind(request.values + coerced + (ids,),
+                                                                       caller.context)))[0][0]:
+                        raise _policy_violation(table)
             update = mutate.sqlite_update(self.dialect, table, names, base, base + len(coerced),
                                           defaults)
             changed = await tx.fetch_all(update.sql, update.bind(request.values + coerced + (ids,)))
             # an update of an integer primary key moves the row to a new rowid
             new_ids = orjson.dumps([row[0] for row in changed]).decode()
-            if caller.guards is not None and caller.guards.protects(table.name):
-                await self._sqlite_check(tx, table, caller.guards, caller, new_ids, "UPDATE", visible=reads)
             body = await self._sqlite_render(tx, node if want_body else None, request, new_ids, caller)
             return len(changed), 0, [body] if body is not None else [], None
 

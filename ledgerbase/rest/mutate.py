@@ -205,6 +205,54 @@ def sqlite_violations(dialect: Dialect, table: Table, guards: Guards, rowids_slo
         f"(SELECT value FROM json_each({ids})) AND NOT coalesce(({conditions}), 0)")
 
 
+def sqlite_proposed_inserts(dialect: Dialect, table: Table, guards: Guards, columns: tuple[str, ...],
+                            rows_slot: int, checks: tuple[Predicate, ...]) -> Statement:
+    """How many of the rows an INSERT proposes fail ``checks``: PostgreSQL checks WITH CHECK on
+    the new row before constraints and conflicts, so SQLite does it before writing too.
+
+    The proposed row is the payload's values, and each other column's DEFAULT.
+    """
+    compiler = ReadCompiler(dialect, guards)
+    rows = compiler.binder.slot(rows_slot)
+    values = []
+    for column in table.columns:
+        if column.name in columns:
+            values.append(f"_v.value ->> {columns.index(column.name)}")
+        else:
+            # a DEFAULT expression comes from the schema itself (sqlite_master), never from a request
+            values.append(f"({column.default_sql})" if column.default_sql else "NULL")
+    picks = ", ".join(f"{value} AS {quote_ident(column.name)}" for value, column in zip(values, table.columns,
+                                                                                          strict=True))
+    conditions = " AND ".join(f"({check.render('t0', compiler.binder.helper)})" for check in checks)
+    return compiler.statement(
+        f"SELECT count(*) FROM (SELECT {picks} FROM json_each({rows}) AS _v) AS \"t0\" "
+        f"WHERE NOT coalesce(({conditions}), 0)")
+
+
+def sqlite_proposed_updates(dialect: Dialect, table: Table, guards: Guards, columns: tuple[str, ...],
+                            first_slot: int, rowids_slot: int, defaults: tuple[Column, ...],
+                            checks: tuple[Predicate, ...]) -> Statement:
+    """How many rows an UPDATE would produce that fail ``checks`` (checked before writing,
+    as PostgreSQL checks WITH CHECK before constraints)."""
+    compiler = ReadCompiler(dialect, guards)
+    picks = []
+    reset = {column.name for column in defaults}
+    for column in table.columns:
+        if column.name in columns:
+            value = compiler.binder.slot(first_slot + columns.index(column.name))
+        elif column.name in reset:
+            value = f"({column.default_sql or 'NULL'})"
+        else:
+            value = f"\"_o\".{quote_ident(column.name)}"
+        picks.append(f"{value} AS {quote_ident(column.name)}")
+    ids = compiler.binder.slot(rowids_slot)
+    conditions = " AND ".join(f"({check.render('t0', compiler.binder.helper)})" for check in checks)
+    return compiler.statement(
+        f"SELECT count(*) FROM (SELECT {', '.join(picks)} FROM {quote_ident(table.name)} AS \"_o\" "
+        f"WHERE \"_o\".rowid IN (SELECT value FROM json_each({ids}))) AS \"t0\" "
+        f"WHERE NOT coalesce(({conditions}), 0)")
+
+
 def sqlite_conflicting(dialect: Dialect, table: Table, key: tuple[str, ...], columns: tuple[str, ...],
                        rows_slot: int, guards: Guards | None) -> Statement:
     """The rows an upsert would update (JSON array of rowids), and how many of them the caller's
