@@ -32,6 +32,7 @@ from ledgerbase.rest.exchange import Incoming, Reply
 from ledgerbase.rest.handlers import DataApi
 from ledgerbase.rest.openapi import build_openapi
 from ledgerbase.rest.responses import error_body
+from ledgerbase.security import SecurityMiddleware
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,8 +42,8 @@ Send = Callable[[Message], Awaitable[None]]
 log = structlog.get_logger("ledgerbase")
 DEMO_MIGRATIONS = Path(__file__).parent / "demo"
 _JSON = b"application/json; charset=utf-8"
-_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"),
-                     (b"referrer-policy", b"strict-origin-when-cross-origin")]
+_READ_ONLY = frozenset({"GET", "HEAD"})
+_READ_ONLY_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
 class Runtime:
@@ -148,6 +149,9 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
             await _rest(runtime, scope, receive, send, max_body)
         elif path.startswith("/auth/v1"):
             await runtime.auth(scope, receive, send)
+        elif path in _READ_ONLY_PATHS and scope["method"] not in _READ_ONLY:
+            error = LedgerbaseError(f"Unsupported HTTP method: {scope['method']}", code="PGRST117", status=405)
+            await _send(send, 405, error_body(error), [(b"allow", b"GET, HEAD")])
         elif path == "/health/live":
             await _send(send, 200, orjson.dumps({"status": "ok", "version": __version__}))
         elif path == "/metrics":
@@ -162,7 +166,11 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
             error = LedgerbaseError("Not found", code="PGRST125", status=404)
             await _send(send, 404, error_body(error))
 
-    observed = ObservabilityMiddleware(app, metrics, access_log=runtime.settings.access_log)
+    settings = runtime.settings
+    secured = SecurityMiddleware(app, cors_origins=settings.cors_origins, max_body_bytes=max_body,
+                                 request_timeout=settings.request_timeout_seconds,
+                                 trust_forwarded_proto=settings.proxy_headers)
+    observed = ObservabilityMiddleware(secured, metrics, access_log=settings.access_log)
     observed.runtime = runtime  # type: ignore[attr-defined]
     return observed
 
@@ -188,7 +196,7 @@ async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes,
                 content_type: bytes = _JSON) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
-                            *_SECURITY_HEADERS, *(headers or [])]})
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -231,9 +239,6 @@ async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ma
     method: str = scope["method"]
     path: str = scope["path"][len("/rest/v1"):]
     try:
-        if method == "OPTIONS" and "access-control-request-method" in headers:
-            await _send(send, 200, b"", _cors_preflight(headers))
-            return
         claims = runtime.verifier.verify(_token(headers))
         if path in ("", "/") and method in ("GET", "HEAD"):
             await _send(send, 200, _openapi(runtime, scope, headers) if method == "GET" else b"",
@@ -252,16 +257,11 @@ async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ma
         reply = Reply(500, error_body(internal), {"Content-Type": _JSON.decode()})
     out = [(_header_name(name), value.encode("latin-1"))
            for name, value in reply.headers.items() if name != "Content-Type"]
-    if "origin" in headers:
-        out.append((b"access-control-allow-origin", b"*"))
-        out.append((b"access-control-expose-headers",
-                    b"Content-Encoding, Content-Location, Content-Range, Content-Type, Date, "
-                    b"Location, Server, Transfer-Encoding, Range-Unit, Preference-Applied"))
     if "Content-Type" not in reply.headers:
         # PostgREST sends no Content-Type with an empty answer (204, 201 return=minimal)
         if reply.status != 204:
             out.append((b"content-length", b"0"))
-        await send({"type": "http.response.start", "status": reply.status, "headers": out + _SECURITY_HEADERS})
+        await send({"type": "http.response.start", "status": reply.status, "headers": out})
         await send({"type": "http.response.body", "body": b""})
         return
     await _send(send, reply.status, reply.body, out, reply.headers["Content-Type"].encode())
@@ -271,16 +271,6 @@ async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ma
 def _header_name(name: str) -> bytes:
     """A reply header's name as ASGI wants it (lower-case bytes); names come from code."""
     return name.lower().encode("latin-1")
-
-
-def _cors_preflight(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"access-control-allow-origin", b"*"),
-        (b"access-control-allow-methods", b"GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD"),
-        (b"access-control-allow-headers",
-         headers.get("access-control-request-headers", "authorization, apikey, content-type").encode("latin-1")),
-        (b"access-control-max-age", b"86400"),
-    ]
 
 
 def _openapi(runtime: Runtime, scope: Scope, headers: dict[str, str]) -> bytes:

@@ -52,7 +52,8 @@ def serve(
         f"  Health:       {base}/health/ready",
         f"  Metrics:      {base}/metrics",
         f"  anon key:     {keys['anon']}",
-        f"  service_role: {keys['service_role']}",
+        # the service_role key bypasses every policy: shown on a terminal, never into a log collector
+        f"  service_role: {keys['service_role'] if sys.stderr.isatty() else '(not shown: ledgerbase keys)'}",
     ]
     if demo:
         lines.append(f"  Try:  curl '{base}/rest/v1/products?select=name,price&limit=3' "

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     port: int = 8000
     db_schema: str = "public"
     max_body_bytes: int = 1024 * 1024
+    request_timeout_seconds: float = 30.0  # a request not answered by then gets 504 (0: no limit)
+    cors_origins: str = "*"  # "*" or a comma-separated list of allowed browser origins
     sqlite_readers: int = 4
     pg_pool_size: int = 10
     statement_timeout_ms: int = 30_000

@@ -36,6 +36,12 @@ REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(r"authorization|api[-_]?key|password|passwd|token|secret|jwt|cookie", re.IGNORECASE)
 # A JWT anywhere in a logged string (an exception message, a header echoed in an event).
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# Credentials that are not JWTs inside free text: query parameters (a WebSocket URL's
+# ``?apikey=``, a refresh token) and bearer credentials in an echoed header.
+_SECRET_PARAM = re.compile(
+    r"((?:api[-_]?key|(?:access|refresh|id)_token|token|password|secret|jwt)=)[^&\s\"']+",
+    re.IGNORECASE)
+_BEARER = re.compile(r"((?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.asgi")
@@ -64,9 +70,20 @@ def _is_secret(key: str) -> bool:
     return known
 
 
+def _redact_text(value: str) -> str:
+    """``value`` with JWTs, secret query parameters and bearer credentials replaced."""
+    if "eyJ" in value:
+        value = _JWT.sub(REDACTED, value)
+    if "=" in value:
+        value = _SECRET_PARAM.sub(rf"\1{REDACTED}", value)
+    if "earer" in value or "asic" in value:
+        value = _BEARER.sub(rf"\1{REDACTED}", value)
+    return value
+
+
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
-        return _JWT.sub(REDACTED, value) if "eyJ" in value else value
+        return _redact_text(value)
     if isinstance(value, dict):
         return {key: REDACTED if isinstance(key, str) and _is_secret(key) else _redact_value(item)
                 for key, item in value.items()}
@@ -79,14 +96,16 @@ def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     """A structlog processor: values of secret-named keys and JWT-shaped strings become ``[redacted]``.
 
     Keys match case-insensitively on authorization, apikey/api_key, password,
-    passwd, token, secret, jwt and cookie, at any depth of nested dicts.
+    passwd, token, secret, jwt and cookie, at any depth of nested dicts. In
+    strings, JWTs, the values of query parameters named like secrets
+    (``apikey=``, ``access_token=``, ``refresh_token=``, ``password=``, ...)
+    and ``Bearer``/``Basic`` credentials are replaced.
     """
     for key, value in event_dict.items():
         if _is_secret(key):
             event_dict[key] = REDACTED
         elif isinstance(value, str):
-            if "eyJ" in value:
-                event_dict[key] = _JWT.sub(REDACTED, value)
+            event_dict[key] = _redact_text(value)
         elif not isinstance(value, _SCALARS):
             event_dict[key] = _redact_value(value)
     return event_dict

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from ledgerbase.db.migrate import migrate
 
+from ledgerbase.db.migrate import migrate
 from tests.conftest import RunningServer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "core"

@@ -6,7 +6,7 @@ the same key on every request; expiry is still checked on every use.
 
 from __future__ import annotations
 
-import os
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -18,6 +18,7 @@ import orjson
 
 from ledgerbase.db.context import RequestContext
 from ledgerbase.errors import AuthError
+from ledgerbase.security import load_or_create_secret_file
 
 ROLES = frozenset({"anon", "authenticated", "service_role"})
 API_KEY_LIFETIME = 10 * 365 * 24 * 3600  # Supabase's API keys are valid for ten years
@@ -36,17 +37,19 @@ class Claims:
 
 
 def load_or_create_secret(data_dir: Path, configured: str = "") -> str:
-    """The JWT secret: ``configured`` if given, else kept in ``data_dir/jwt-secret`` (mode 0600)."""
+    """The JWT secret: ``configured`` if given, else kept in ``data_dir/jwt-secret`` (mode 0600).
+
+    Created on first start (atomically: concurrent workers end up with the same
+    secret). Raises ValueError when the file exists but is empty.
+    """
     if configured:
         return configured
     path = data_dir / "jwt-secret"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(secret + "\n")
+    secret = load_or_create_secret_file(
+        path, lambda: (secrets.token_urlsafe(48) + "\n").encode()).decode().strip()
+    if not secret:
+        raise ValueError(f"{path} is empty: delete it to have a new secret generated, "
+                         "or set LEDGERBASE_JWT_SECRET")
     return secret
 
 
@@ -97,14 +100,19 @@ class TokenVerifier:
                                           "require": []})
         except jwt.InvalidSignatureError:
             raise _unauthorized("JWSError JWSInvalidSignature") from None
+        except jwt.ImmatureSignatureError:
+            raise _unauthorized("JWT not yet valid", "PGRST303") from None
         except jwt.InvalidTokenError:
             raise _unauthorized("JWSError JWSInvalidToken") from None
         expires = payload.get("exp")
-        if expires is not None and not isinstance(expires, (int, float)):
+        if expires is not None and (not isinstance(expires, (int, float)) or isinstance(expires, bool)
+                                    or not math.isfinite(expires)):
             raise _unauthorized("JWT claims validation or parsing error", "PGRST303")
         role = payload.get("role", "anon")
         if not isinstance(role, str) or role not in ROLES:
-            raise AuthError(f'role "{role}" does not exist', code="22023", status=401)
+            # the role is not echoed in the header: it is the client's text
+            raise AuthError(f'role "{role}" does not exist', code="22023", status=401, headers={
+                "WWW-Authenticate": 'Bearer error="invalid_token", error_description="role does not exist"'})
         subject = str(payload["sub"]) if payload.get("sub") is not None else None
         email = payload.get("email")
         context = RequestContext(role=role, claims_json=orjson.dumps(payload).decode(), uid=subject,
