@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from ledgerbase.auth.accounts import ban_until
 from ledgerbase.auth.errors import AuthApiError, api_version
-from ledgerbase.auth.passwords import PasswordPolicy, common_passwords
+from ledgerbase.auth.passwords import Argon2Parameters, PasswordHasher, PasswordPolicy, common_passwords
 from ledgerbase.auth.ratelimit import RateLimiter
 from ledgerbase.auth.users import merge_metadata, normalize_email
+from ledgerbase.config import Settings
 
 
 @pytest.mark.parametrize(("password", "reasons"), [
@@ -59,3 +61,20 @@ def test_metadata_merge_and_email() -> None:
     assert normalize_email("  Ada@Example.COM ") == "ada@example.com"
     with pytest.raises(AuthApiError):
         normalize_email("ada@")
+
+
+def test_default_hashing_is_owasp_argon2id() -> None:
+    settings = Settings()
+    parameters = Argon2Parameters(settings.auth_argon2_memory_kib, settings.auth_argon2_time_cost,
+                                  settings.auth_argon2_parallelism)
+    assert parameters == Argon2Parameters() == Argon2Parameters(19_456, 2, 1)
+
+    async def hash_and_verify() -> tuple[str, bool, bool]:
+        hasher = PasswordHasher(parameters)
+        encoded = await hasher.hash("a long passphrase")
+        right = await hasher.verify(encoded, "a long passphrase")
+        unknown = await hasher.verify(None, "a long passphrase")
+        return encoded, right.ok, unknown.ok
+
+    encoded, right, unknown = asyncio.run(hash_and_verify())
+    assert encoded.startswith("$argon2id$v=19$m=19456,t=2,p=1$") and right and not unknown
