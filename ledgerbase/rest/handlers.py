@@ -405,7 +405,9 @@ class DataApi:
                 proposed = self.statements.get_or_build(
                     ("proposed", id(self._schema()), table.name, caller.role, names, visible),
                     lambda: mutate.sqlite_proposed_inserts(self.dialect, table, guards, names, 0, checks))
-                if (await tx.fetch_all(proposed.sql, proposed.bind((payload,), caller.context)))[0][0]:
+                first = (await tx.fetch_all(proposed.sql, proposed.bind((payload,), caller.context)))[0][0]
+                if first is not None:
+                    await self._sqlite_rows_before(tx, table, request, names, slot, data[:first])
                     raise _policy_violation(table)
         existing: list[int] = []
         if prefs.resolution is not None:
@@ -444,6 +446,24 @@ class DataApi:
             keys = mutate.sqlite_keys(self.dialect, table, 0)
             location = (await tx.fetch_all(keys.sql, keys.bind((ids,))))[0][0]
         return affected, inserted, body, location
+
+    async def _sqlite_rows_before(self, tx: Transaction, table: Table, request: ApiRequest,
+                                  names: tuple[str, ...], slot: int, rows: list[list[Any]]) -> None:
+        """Insert the rows before the first one a policy refuses, so that their own errors come
+        first, as PostgreSQL meets them row by row (its foreign keys are checked at the end of
+        the statement, after the policy violation: those are not reported)."""
+        if not rows:
+            return
+        prefs = request.preferences
+        statement = self.statements.get_or_build(
+            ("insert", id(self._schema()), request, names),
+            lambda: mutate.sqlite_insert(self.dialect, table, names, slot, on_conflict=request.on_conflict,
+                                         resolution=prefs.resolution))
+        try:
+            await tx.fetch_all(statement.sql, statement.bind(request.values + (orjson.dumps(rows).decode(),)))
+        except LedgerbaseError as error:
+            if error.code != "23503":
+                raise
 
     @staticmethod
     def _checks(table: Table, guards: Guards, command: Command, *, visible: bool) -> tuple[Predicate, ...]:

@@ -207,8 +207,9 @@ def sqlite_violations(dialect: Dialect, table: Table, guards: Guards, rowids_slo
 
 def sqlite_proposed_inserts(dialect: Dialect, table: Table, guards: Guards, columns: tuple[str, ...],
                             rows_slot: int, checks: tuple[Predicate, ...]) -> Statement:
-    """How many of the rows an INSERT proposes fail ``checks``: PostgreSQL checks WITH CHECK on
-    the new row before constraints and conflicts, so SQLite does it before writing too.
+    """The index of the first row an INSERT proposes that fails ``checks`` (NULL if none):
+    PostgreSQL checks WITH CHECK on each new row before its constraints and conflicts, so
+    SQLite does it before writing too.
 
     The proposed row is the payload's values, and each other column's DEFAULT.
     """
@@ -225,8 +226,8 @@ def sqlite_proposed_inserts(dialect: Dialect, table: Table, guards: Guards, colu
                                                                                           strict=True))
     conditions = " AND ".join(f"({check.render('t0', compiler.binder.helper)})" for check in checks)
     return compiler.statement(
-        f"SELECT count(*) FROM (SELECT {picks} FROM json_each({rows}) AS _v) AS \"t0\" "
-        f"WHERE NOT coalesce(({conditions}), 0)")
+        f"SELECT min(\"t0\"._lb_index) FROM (SELECT {picks}, _v.key AS _lb_index FROM json_each({rows}) AS _v) "
+        f"AS \"t0\" WHERE NOT coalesce(({conditions}), 0)")
 
 
 def sqlite_proposed_updates(dialect: Dialect, table: Table, guards: Guards, columns: tuple[str, ...],
