@@ -59,7 +59,8 @@ class Runtime:
         self.auth = AuthService(settings, self.database, self.verifier)
         self.schema: SchemaCache = SchemaCache(schema=settings.db_schema, tables={},
                                                relationships={}, loaded=False)
-        self.api = DataApi(self.database, lambda: self.schema)
+        self.api = DataApi(self.database, lambda: self.schema,
+                           anon_writes_without_rls=settings.anon_writes_without_rls)
         self._watchers: list[asyncio.Task[None]] = []
         self._listener: Any = None
         self._schema_version: int | None = None

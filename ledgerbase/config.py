@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     access_log: bool = False  # one JSON line per request; errors are always logged
     proxy_headers: bool = False  # trust X-Forwarded-* (only behind a proxy you run)
     db_max_rows: int | None = None
+    # anon may write tables without row-level security (tables with it: the policies decide)
+    anon_writes_without_rls: bool = False
     # --- auth ---
     jwt_expiry_seconds: int = 3600  # lifetime of the access tokens /auth/v1 issues
     site_url: str = ""  # public URL of this server; issuer default: site_url + "/auth/v1"
