@@ -28,7 +28,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 PATH = "/rest/v1/posts"
 POSTS = {"id": int, "author_id": int, "title": str, "score": int, "published": bool,
-         "created_at": str}
+         "created_at": str, "user_id": str}
 AUTHORS = {"id": int, "name": str, "country": str}
 OPERATORS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 JSON_HEADERS = [(b"content-type", b"application/json; charset=utf-8")]

@@ -19,14 +19,28 @@ BENCH_DIR = Path(__file__).resolve().parent
 WRK_DIR = BENCH_DIR / "wrk"
 
 READ_WORKLOADS = ("get_by_id", "filtered_list", "embed")
-WORKLOADS = (*READ_WORKLOADS, "insert")
+# The data API workloads, which the baselines serve too (PostgREST: the reads).
+CORE_WORKLOADS = (*READ_WORKLOADS, "insert")
+# (without, with row-level security): the same query as an authenticated user, on posts
+# and on private_posts; each pair is timed back to back (bench/users.py checks them).
+RLS_PAIRS = (("user_get_by_id", "rls_get_by_id"), ("user_list", "rls_list"))
+USER_WORKLOADS = tuple(workload for pair in RLS_PAIRS for workload in pair)
+SIGN_IN = "sign_in"
+WORKLOADS = (*CORE_WORKLOADS, *USER_WORKLOADS, SIGN_IN)
 WORKLOAD_TITLES = {
     "fixed": "fixed JSON",
     "get_by_id": "get by id",
     "filtered_list": "filtered + ordered list of 20",
     "embed": "list of 20 with many-to-one embed",
     "insert": "single-row insert",
+    "user_get_by_id": "get by id as a user, no RLS",
+    "rls_get_by_id": "get by id as a user, RLS",
+    "user_list": "list of 20 as a user, no RLS",
+    "rls_list": "list of 20 as a user, RLS",
+    SIGN_IN: "sign-in with a password",
 }
+# Any server of the run answers this once it is up (PostgREST without the prefix).
+READY_PATH = "/posts?select=id&limit=1"
 # One request per workload, used to check each server's answer before timing it.
 CHECK_REQUESTS: dict[str, tuple[str, str]] = {
     "fixed": ("GET", "/posts?select=id,title,score&limit=20"),
@@ -37,6 +51,8 @@ CHECK_REQUESTS: dict[str, tuple[str, str]] = {
     "insert": ("POST", "/posts"),
 }
 INSERT_BODY = b'{"author_id":1,"title":"x","score":1}'
+# The columns of posts and private_posts, as select=* answers them.
+POST_COLUMNS = {"id", "author_id", "title", "score", "published", "created_at", "user_id"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +94,16 @@ class Measurement:
     errors: int  # socket errors, timeouts and non-2xx/3xx answers
     other_cpu: float = 0.0  # cores busy with anything but the servers and wrk meanwhile
     round: int = 1
+    server_cpu: float = 0.0  # cores the servers kept busy meanwhile (PostgreSQL not included)
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        """Milliseconds of the servers' CPU per answered request."""
+        return self.server_cpu * self.seconds * 1000 / self.requests if self.requests else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +115,7 @@ class Check:
     ok: bool
     status: int | None
     detail: str
+    skipped: bool = False  # the server does not offer what the workload needs (not a failure)
 
 
 def free_port() -> int:
@@ -122,14 +145,13 @@ class Running:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Return once the server answers HTTP at all; raise RuntimeError if it died or hung."""
-        method, path = CHECK_REQUESTS[self.server.script or self.server.workloads[0]]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"exited with code {self.process.returncode}: "
                                    f"{self.log_tail()}")
             try:
-                response = httpx.get(self.base_url + self.server.prefix + path, timeout=2.0,
+                response = httpx.get(self.base_url + self.server.prefix + READY_PATH, timeout=2.0,
                                      headers=auth_headers(self.server.keys.read))
             except httpx.TransportError:
                 response = None
@@ -229,10 +251,7 @@ def shape_problem(workload: str, answer: Any) -> str:
     if workload == "get_by_id":
         if len(answer) != 1 or answer[0].get("id") != 4242:
             return "expected exactly the row with id 4242"
-        if set(answer[0]) != {"id", "author_id", "title", "score", "published", "created_at"}:
-            return f"unexpected columns {sorted(answer[0])}"
-        if not isinstance(answer[0]["published"], bool):
-            return "published is not a JSON boolean"
+        return row_problem(answer[0])
     elif len(answer) != 20:
         return f"expected 20 rows, got {len(answer)}"
     elif workload == "filtered_list":
@@ -247,19 +266,31 @@ def shape_problem(workload: str, answer: Any) -> str:
     return ""
 
 
+def row_problem(row: dict[str, Any]) -> str:
+    """What is wrong with a whole row of posts (or private_posts), or '' if it looks right."""
+    if set(row) != POST_COLUMNS:
+        return f"unexpected columns {sorted(row)}"
+    if not isinstance(row["published"], bool):
+        return "published is not a JSON boolean"
+    return ""
+
+
 def run_wrk(running: Running, workload: str, connections: int, seconds: float, *,
             cpus: str, threads: int, output: Path | None,
-            others: list[Running] | None = None) -> Measurement:
+            others: list[Running] | None = None,
+            env: dict[str, str] | None = None) -> Measurement:
     """One wrk run pinned to ``cpus``; raise RuntimeError if wrk printed no result.
 
     ``others`` are all servers of the run: CPU they and wrk did not use during the run
     was used by someone else (other programs, or PostgreSQL) and is reported as noise.
+    ``env`` goes to the wrk script (the files of bench/users.py).
     """
     others = others or [running]
     server = running.server
     script = server.script or workload
-    env = {**os.environ, "LUA_PATH": f"{WRK_DIR}/?.lua;;", "BENCH_PREFIX": server.prefix,
-           "BENCH_READ_KEY": server.keys.read, "BENCH_WRITE_KEY": server.keys.write}
+    env = {**os.environ, **(env or {}), "LUA_PATH": f"{WRK_DIR}/?.lua;;",
+           "BENCH_PREFIX": server.prefix, "BENCH_READ_KEY": server.keys.read,
+           "BENCH_WRITE_KEY": server.keys.write}
     command = ["taskset", "-c", cpus, "wrk", f"-t{threads}", f"-c{connections}",
                f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency",
                "-s", str(WRK_DIR / f"{script}.lua"), running.base_url]
@@ -276,13 +307,14 @@ def run_wrk(running: Running, workload: str, connections: int, seconds: float, *
         raise RuntimeError(f"wrk printed no BENCH_RESULT line: {done.stdout[-500:]} "
                            f"{done.stderr[-500:]}")
     errors = result["errors"]
+    seconds_run = max(result["duration_us"] / 1e6, 1e-9)
     return Measurement(
         server=server.name, workload=workload, connections=connections,
         requests=int(result["requests"]), seconds=result["duration_us"] / 1e6,
         p50_ms=result["latency_us"]["percentiles"]["50"] / 1000,
         p99_ms=result["latency_us"]["percentiles"]["99"] / 1000,
         errors=sum(int(errors[k]) for k in ("connect", "read", "write", "status", "timeout")),
-        other_cpu=max(0.0, busy - ours - wrk) / max(result["duration_us"] / 1e6, 1e-9))
+        other_cpu=max(0.0, busy - ours - wrk) / seconds_run, server_cpu=ours / seconds_run)
 
 
 def busy_cpu() -> float:

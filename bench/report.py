@@ -16,10 +16,23 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness import READ_WORKLOADS, WORKLOAD_TITLES, WORKLOADS, Check, Measurement
+from harness import (
+    CORE_WORKLOADS,
+    READ_WORKLOADS,
+    RLS_PAIRS,
+    SIGN_IN,
+    USER_WORKLOADS,
+    WORKLOAD_TITLES,
+    Check,
+    Measurement,
+)
 
 # Ratio of Ledgerbase (SQLite, one worker) to the hand-written sqlite3 app, per workload.
 TARGET_RATIOS = {"get_by_id": 0.6, "filtered_list": 0.6, "embed": 0.5, "insert": 0.5}
+# Ledgerbase on SQLite: req/s of a query on the table with row-level security as a ratio
+# to the same query (same rows answered) on the table without it.
+TARGET_RLS = 0.8
+PAIR_TITLES = {"rls_get_by_id": "get by id as a user", "rls_list": "list of 20 as a user"}
 TARGET_P99_MS = 50.0
 TARGET_P99_CONNECTIONS = 64
 # Cores used by other programs during a measurement above which its latency says little.
@@ -49,6 +62,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     sqlite_servers: list[str] = field(default_factory=list)
     postgres_servers: list[str] = field(default_factory=list)
+    # workloads timed at other connection counts than the run's (sign-in: the lowest)
+    connections_of: dict[str, list[int]] = field(default_factory=dict)
 
     def find(self, server: str, workload: str, connections: int) -> Measurement | None:
         """The measurement of the median round (by req/s), or None."""
@@ -80,7 +95,7 @@ def table(report: Report, servers: Iterable[str], connections: list[int],
         head.append("× PostgREST")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for server in servers:
-        for workload in WORKLOADS:
+        for workload in (*CORE_WORKLOADS, *USER_WORKLOADS):
             for conns in connections:
                 m = report.find(server, workload, conns)
                 if m is None:
@@ -101,14 +116,26 @@ def table(report: Report, servers: Iterable[str], connections: list[int],
 
 def targets(report: Report, connections: list[int], scaling_pair: tuple[str, str] | None,
             ) -> list[str]:
+    """Target rows of the workloads this run timed (bench/run.sh --workloads leaves some out)."""
+    timed = {m.workload for m in report.measurements}
     lines = ["| target | conns | measured | result |", "|---|---|---|---|"]
     for workload, wanted in TARGET_RATIOS.items():
+        if workload not in timed:
+            continue
         for conns in connections:
             got = ratio(report.find(OURS_SQLITE, workload, conns),
                         report.find(HANDWRITTEN, workload, conns))
             lines.append(f"| {WORKLOAD_TITLES[workload]}: ≥ {wanted} × hand-written | {conns} "
                          f"| {fmt_ratio(got)} | {mark(None if got is None else got >= wanted)} |")
-    for workload in WORKLOADS:
+    for without, with_rls in RLS_PAIRS:
+        if not {without, with_rls} & timed:
+            continue
+        for conns in connections:
+            got = ratio(report.find(OURS_SQLITE, with_rls, conns),
+                        report.find(OURS_SQLITE, without, conns))
+            lines.append(f"| {PAIR_TITLES[with_rls]}: RLS ≥ {TARGET_RLS} × no RLS | {conns} "
+                         f"| {fmt_ratio(got)} | {mark(None if got is None else got >= TARGET_RLS)} |")
+    for workload in (w for w in CORE_WORKLOADS if w in timed):
         m = report.find(OURS_SQLITE, workload, TARGET_P99_CONNECTIONS)
         got_ms = None if m is None else m.p99_ms
         measured = "n/a" if m is None else f"{m.p99_ms:.1f} ms"
@@ -119,7 +146,7 @@ def targets(report: Report, connections: list[int], scaling_pair: tuple[str, str
                      f"| {mark(None if got_ms is None else got_ms < TARGET_P99_MS)} |")
     if scaling_pair is not None:
         one, more = scaling_pair
-        for workload in READ_WORKLOADS:
+        for workload in (w for w in READ_WORKLOADS if w in timed):
             for conns in connections:
                 got = ratio(report.find(more, workload, conns), report.find(one, workload, conns))
                 passed = None if got is None else got >= TARGET_SCALING
@@ -128,6 +155,54 @@ def targets(report: Report, connections: list[int], scaling_pair: tuple[str, str
                     f"workers ≥ {TARGET_SCALING} × 1 worker | {conns} "
                     f"| {fmt_ratio(got)} | {mark(passed)} |")
     return lines
+
+
+def rls_table(report: Report, connections: list[int]) -> list[str]:
+    """Each server's req/s on the same query without and with row-level security."""
+    lines = ["| server | query | conns | no RLS req/s | RLS req/s | RLS ÷ no RLS "
+             "| no RLS p99 ms | RLS p99 ms |", "|" + "---|" * 8]
+    for server in (OURS_SQLITE, *report.postgres_servers):
+        for without, with_rls in RLS_PAIRS:
+            for conns in connections:
+                plain, rls = report.find(server, without, conns), report.find(server, with_rls, conns)
+                if plain is None and rls is None:
+                    continue
+                lines.append(
+                    f"| {report.labels.get(server, server)} | {PAIR_TITLES[with_rls]} | {conns} "
+                    f"| {'n/a' if plain is None else f'{plain.rps:,.0f}'} "
+                    f"| {'n/a' if rls is None else f'{rls.rps:,.0f}'} "
+                    f"| {fmt_ratio(ratio(rls, plain))} "
+                    f"| {'n/a' if plain is None else f'{plain.p99_ms:.2f}'} "
+                    f"| {'n/a' if rls is None else f'{rls.p99_ms:.2f}'} |")
+    return lines if len(lines) > 2 else []
+
+
+def sign_in_section(report: Report, connections: list[int]) -> list[str]:
+    """Sign-in figures, or why there are none; nothing when the run did not include it."""
+    checks = [c for c in report.checks if c.workload == SIGN_IN]
+    if not checks:
+        return []
+    out = ["", "## Sign-in", "",
+           "`POST /auth/v1/token?grant_type=password` with email and password, accounts "
+           "rotating; each verifies an argon2id hash with the server's default (OWASP) "
+           "parameters, so it is slow by design: figures, no target. *CPU ms per sign-in*: "
+           "the server's CPU time divided by the sign-ins answered.", ""]
+    rows = []
+    for server in (OURS_SQLITE, *report.postgres_servers):
+        for conns in report.connections_of.get(SIGN_IN, connections):
+            m = report.find(server, SIGN_IN, conns)
+            if m is not None:
+                rows.append(f"| {report.labels.get(server, server)} | {conns} | {m.rps:,.1f} "
+                            f"| {m.p50_ms:.1f} | {m.p99_ms:.1f} | {m.cpu_ms_per_request:.1f} "
+                            f"| {m.errors} | {m.other_cpu:.2f} |")
+    if rows:
+        out += ["| server | conns | sign-ins/s | p50 ms | p99 ms | CPU ms per sign-in | errors "
+                "| other CPU |", "|" + "---|" * 8, *rows]
+    for c in checks:
+        if not c.ok:
+            why = c.detail if c.skipped else "its answer check failed (see Answer checks)"
+            out.append(f"- {report.labels.get(c.server, c.server)}: not timed: {why}")
+    return out
 
 
 def render(report: Report, connections: list[int],
@@ -143,8 +218,10 @@ def render(report: Report, connections: list[int],
     out += [f"- {key}: {value}" for key, value in report.settings.items()]
     out += ["", "## Targets", "",
             "Ledgerbase on SQLite with one worker, req/s as a ratio to the hand-written sqlite3 "
-            f"app on the same workload; p99 at {TARGET_P99_CONNECTIONS} connections; on "
-            "PostgreSQL, reads with more workers as a ratio to one worker.", ""]
+            f"app on the same workload; the same query as a user on the table with row-level "
+            "security as a ratio to the table without it; p99 at "
+            f"{TARGET_P99_CONNECTIONS} connections; on PostgreSQL, reads with more workers as a "
+            "ratio to one worker.", ""]
     out += targets(report, connections, scaling_pair)
     out += ["", "## SQLite", "",
             "Same data and core for every server. Ratios: this server's req/s divided by the "
@@ -160,11 +237,22 @@ def render(report: Report, connections: list[int],
                 "SQLite ones above (same run, same core), so the hand-written ratio here "
                 "compares across databases.", ""]
         out += table(report, report.postgres_servers, connections, against_postgrest=True)
+    if rls := rls_table(report, connections):
+        out += ["", "## Row-level security", "",
+                "The same query as an authenticated user (the owner's token) on `posts` (no "
+                "row-level security; the list filters `user_id=eq.<user>` itself) and on "
+                "`private_posts` (same rows and indexes, policy `user_id = auth.uid()` for "
+                "select; the list has no filter): both answer the same rows. Each pair is timed "
+                "back to back per connection count. On SQLite Ledgerbase compiles the policy "
+                "into its SQL; on PostgreSQL it applies natively (Ledgerbase and PostgREST run "
+                "the request as role `authenticated` with the claims set).", "", *rls]
+    out += sign_in_section(report, connections)
     described = [f"- {report.labels.get(name, name)}: {text}"
                  for name, text in report.server_notes.items() if text]
     if described:
         out += ["", "## Servers", "", *described]
-    failed = [c for c in report.checks if not c.ok]
+    failed = [c for c in report.checks if not c.ok and not c.skipped]
+    skipped = [c for c in report.checks if c.skipped]
     out += ["", "## Answer checks", "",
             "Before timing a workload each server gets its request once; a workload whose "
             "answer is wrong is not timed.", ""]
@@ -172,7 +260,9 @@ def render(report: Report, connections: list[int],
         out += [f"- {report.labels.get(c.server, c.server)} / {WORKLOAD_TITLES[c.workload]}: "
                 f"`{c.detail}`" for c in failed]
     else:
-        out.append(f"- all {len(report.checks)} checks answered as expected")
+        out.append(f"- all {len(report.checks) - len(skipped)} checks answered as expected")
+    out += [f"- skipped: {report.labels.get(c.server, c.server)} / "
+            f"{WORKLOAD_TITLES[c.workload]}: `{c.detail}`" for c in skipped]
     if report.notes:
         out += ["", "## Notes", "", *[f"- {note}" for note in report.notes]]
     if extra.strip():
@@ -182,7 +272,8 @@ def render(report: Report, connections: list[int],
 
 # -- results.json: keep a run, render it again -------------------------------------------
 
-GENERATED_SECTIONS = {"Targets", "SQLite", "PostgreSQL", "Servers", "Answer checks", "Notes"}
+GENERATED_SECTIONS = {"Targets", "SQLite", "PostgreSQL", "Row-level security", "Sign-in",
+                      "Servers", "Answer checks", "Notes"}
 MACHINE_KEYS = {"machine", "software", "PostgreSQL", "PostgREST", "background load"}
 
 

