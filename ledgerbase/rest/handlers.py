@@ -398,29 +398,32 @@ class DataApi:
         # returned columns (a body, a Location, an upsert's outcome) must be readable
         visible = (node is not None or prefs.resolution is not None
                    or prefs.return_ is ReturnPref.HEADERS_ONLY)
-        if guards is not None and prefs.resolution != "merge-duplicates":
-            # every proposed row, before constraints and conflicts are looked at (PostgreSQL's order)
-            checks = self._checks(table, guards, "INSERT", visible=visible)
-            if checks:
-                proposed = self.statements.get_or_build(
-                    ("proposed", id(self._schema()), table.name, caller.role, names, visible),
-                    lambda: mutate.sqlite_proposed_inserts(self.dialect, table, guards, names, 0, checks))
-                first = (await tx.fetch_all(proposed.sql, proposed.bind((payload,), caller.context)))[0][0]
-                if first is not None:
-                    await self._sqlite_rows_before(tx, table, request, names, slot, data[:first])
-                    raise _policy_violation(table)
+        key = request.on_conflict or table.primary_key
+        keyed = prefs.resolution is not None and all(k in names for k in key)
+        merge = prefs.resolution == "merge-duplicates" and keyed
+        refused: list[tuple[int, bool]] = []  # (index of the proposed row, refused by USING)
+        if guards is not None and (checks := self._checks(table, guards, "INSERT", visible=visible)):
+            # PostgreSQL checks each proposed row before its constraints and conflicts (an
+            # upsert: the rows it will insert; the rows it updates are checked below)
+            proposed = self.statements.get_or_build(
+                ("proposed", id(self._schema()), table.name, caller.role, names, visible, merge, key),
+                lambda: mutate.sqlite_proposed_inserts(self.dialect, table, guards, names, 0, checks,
+                                                       unless_existing=key if merge else None))
+            first = (await tx.fetch_all(proposed.sql, proposed.bind((payload,), caller.context)))[0][0]
+            if first is not None:
+                refused.append((int(first), False))
         existing: list[int] = []
-        if prefs.resolution is not None:
-            key = request.on_conflict or table.primary_key
-            if all(k in names for k in key):
-                conflicting = mutate.sqlite_conflicting(
-                    self.dialect, table, key, names, slot,
-                    guards if prefs.resolution == "merge-duplicates" else None)
-                found, denied = (await tx.fetch_all(conflicting.sql,
-                                                    conflicting.bind(values, caller.context)))[0]
-                existing = orjson.loads(found)
-                if denied:
-                    raise _policy_violation(table, using=True)
+        if keyed:
+            conflicting = mutate.sqlite_conflicting(self.dialect, table, key, names, slot,
+                                                    guards if merge else None)
+            found, denied = (await tx.fetch_all(conflicting.sql, conflicting.bind(values, caller.context)))[0]
+            existing = orjson.loads(found)
+            if denied is not None:
+                refused.append((int(denied), True))
+        if refused:
+            index, by_using = min(refused)
+            await self._sqlite_rows_before(tx, table, request, names, slot, data[:index])
+            raise _policy_violation(table, using=by_using)
         statement = self.statements.get_or_build(
             ("insert", id(self._schema()), request, names),
             lambda: mutate.sqlite_insert(self.dialect, table, names, slot,
@@ -430,16 +433,12 @@ class DataApi:
         affected = len(rowids)
         inserted = max(0, len(rows) - len(existing)) if prefs.resolution != "ignore-duplicates" else affected
         ids = orjson.dumps(rowids).decode()
-        if guards is not None and prefs.resolution == "merge-duplicates":
-            # INSERT policies for the rows inserted, UPDATE policies for the rows updated
+        if guards is not None and merge and existing:
+            # the rows an upsert updated: their new versions against the UPDATE policies
             updated = set(existing)
             await self._sqlite_check(tx, table, guards, caller,
-                                     orjson.dumps([r for r in rowids if r not in updated]).decode(), "INSERT",
+                                     orjson.dumps([r for r in rowids if r in updated]).decode(), "UPDATE",
                                      visible=visible)
-            if updated:
-                await self._sqlite_check(tx, table, guards, caller,
-                                         orjson.dumps([r for r in rowids if r in updated]).decode(), "UPDATE",
-                                         visible=visible)
         body = await self._sqlite_render(tx, node, request, ids, caller)
         location = None
         if table.primary_key and rowids and prefs.return_ is ReturnPref.HEADERS_ONLY:

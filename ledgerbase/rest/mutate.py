@@ -206,7 +206,8 @@ def sqlite_violations(dialect: Dialect, table: Table, guards: Guards, rowids_slo
 
 
 def sqlite_proposed_inserts(dialect: Dialect, table: Table, guards: Guards, columns: tuple[str, ...],
-                            rows_slot: int, checks: tuple[Predicate, ...]) -> Statement:
+                            rows_slot: int, checks: tuple[Predicate, ...], *,
+                            unless_existing: tuple[str, ...] | None = None) -> Statement:
     """The index of the first row an INSERT proposes that fails ``checks`` (NULL if none):
     PostgreSQL checks WITH CHECK on each new row before its constraints and conflicts, so
     SQLite does it before writing too.
@@ -225,6 +226,10 @@ def sqlite_proposed_inserts(dialect: Dialect, table: Table, guards: Guards, colu
     picks = ", ".join(f"{value} AS {quote_ident(column.name)}" for value, column in zip(values, table.columns,
                                                                                           strict=True))
     conditions = " AND ".join(f"({check.render('t0', compiler.binder.helper)})" for check in checks)
+    if unless_existing:
+        # an upsert's rows whose key exists are updated, not inserted
+        same = " AND ".join(f"\"_x\".{quote_ident(c)} = \"t0\".{quote_ident(c)}" for c in unless_existing)
+        conditions = f"({conditions}) OR EXISTS (SELECT 1 FROM {quote_ident(table.name)} AS \"_x\" WHERE {same})"
     return compiler.statement(
         f"SELECT min(\"t0\"._lb_index) FROM (SELECT {picks}, _v.key AS _lb_index FROM json_each({rows}) AS _v) "
         f"AS \"t0\" WHERE NOT coalesce(({conditions}), 0)")
@@ -256,19 +261,20 @@ def sqlite_proposed_updates(dialect: Dialect, table: Table, guards: Guards, colu
 
 def sqlite_conflicting(dialect: Dialect, table: Table, key: tuple[str, ...], columns: tuple[str, ...],
                        rows_slot: int, guards: Guards | None) -> Statement:
-    """The rows an upsert would update (JSON array of rowids), and how many of them the caller's
-    UPDATE and SELECT policies do not allow (PostgreSQL refuses the upsert then)."""
+    """The rows an upsert would update (JSON array of rowids), and the index of the first
+    proposed row whose existing row the caller's UPDATE and SELECT policies do not allow
+    (NULL if none; PostgreSQL refuses the upsert when it reaches that row)."""
     compiler = ReadCompiler(dialect, guards)
     rows = compiler.binder.slot(rows_slot)
     picks = ", ".join(f"_v.value ->> {columns.index(c)}" for c in key)
     qualified = ", ".join(f"\"t0\".{quote_ident(c)}" for c in key)
     conditions = [guard for guard in (compiler.guard(table.name, "t0", "UPDATE"),
                                       compiler.guard(table.name, "t0", "SELECT")) if guard is not None]
-    denied = (f"coalesce(sum(NOT coalesce(({' AND '.join(f'({c})' for c in conditions)}), 0)), 0)"
-              if conditions else "0")
+    denied = (f"min(CASE WHEN NOT coalesce(({' AND '.join(f'({c})' for c in conditions)}), 0) "
+              f"THEN _v.key END)" if conditions else "NULL")
     return compiler.statement(
-        f"SELECT coalesce(json_group_array(\"t0\".rowid), '[]'), {denied} FROM {quote_ident(table.name)} "
-        f"AS \"t0\" WHERE ({qualified}) IN (SELECT {picks} FROM json_each({rows}) AS _v)")
+        f"SELECT coalesce(json_group_array(DISTINCT \"t0\".rowid), '[]'), {denied} FROM json_each({rows}) AS _v "
+        f"JOIN {quote_ident(table.name)} AS \"t0\" ON ({qualified}) = ({picks})")
 
 
 def sqlite_update(dialect: Dialect, table: Table, columns: tuple[str, ...], first_slot: int,
