@@ -1,0 +1,169 @@
+"""Ledger entries: the RFC 8785 canonical JSON of one committed change, and row digests.
+
+An entry is ``{"actor", "digest", "op", "pk", "seq", "table", "time"}`` in RFC 8785
+(JSON Canonicalization Scheme) form; its leaf hash is ``merkle.leaf_hash(entry)``.
+``digest`` commits to the row version with a random salt kept off the ledger:
+``base64(SHA-256(salt || canonical JSON of the row))``, so erasing the salt and
+the row leaves every hash in the tree verifiable but the row unrecoverable.
+
+Canonical JSON uses the ``rfc8785`` package (Trail of Bits) for strings, floats and
+key order, with one deliberate difference: integers beyond +/-(2**53 - 1) (a
+``bigint`` key, say) are written with all their digits, where RFC 8785 would refuse
+them; rounding them to a double would let two rows share a digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+OPS = ("insert", "update", "delete")
+ENTRY_FIELDS = ("actor", "digest", "op", "pk", "seq", "table", "time")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+JsonValue = None | bool | int | float | str | list[Any] | tuple[Any, ...] | Mapping[str, Any]
+
+
+class EntryError(ValueError):
+    """A value cannot be an entry, or bytes are not a canonical entry."""
+
+
+def _canonical(value: object, out: list[bytes]) -> None:
+    if isinstance(value, bool) or value is None or isinstance(value, float | str):
+        out.append(rfc8785.dumps(value))
+    elif isinstance(value, int):
+        out.append(str(value).encode())  # exact, at any size (see the module docstring)
+    elif isinstance(value, list | tuple):
+        out.append(b"[")
+        for position, item in enumerate(value):
+            if position:
+                out.append(b",")
+            _canonical(item, out)
+        out.append(b"]")
+    elif isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            raise EntryError("JSON object keys must be strings")
+        out.append(b"{")
+        # RFC 8785 3.2.3: members sorted by the UTF-16 code units of their names
+        for position, key in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))):
+            if position:
+                out.append(b",")
+            out.append(rfc8785.dumps(key))
+            out.append(b":")
+            _canonical(value[key], out)
+        out.append(b"}")
+    else:
+        raise EntryError(f"{type(value).__name__} is not a JSON value")
+
+
+def canonical_json(value: JsonValue) -> bytes:
+    """The RFC 8785 canonical JSON of ``value`` (UTF-8 bytes, no whitespace, sorted keys).
+
+    Raises ``EntryError`` for NaN or infinities, lone surrogates, non-string keys
+    and values that are not JSON.
+    """
+    out: list[bytes] = []
+    try:
+        _canonical(value, out)
+    except rfc8785.CanonicalizationError as error:
+        raise EntryError(str(error)) from error
+    return b"".join(out)
+
+
+def row_digest(salt: bytes, row: Mapping[str, Any] | None) -> str:
+    """``base64(SHA-256(salt || canonical JSON of row))``; a deleted row (``None``) is ``null``."""
+    return base64.b64encode(hashlib.sha256(salt + canonical_json(row)).digest()).decode()
+
+
+def entry_time(value: datetime | str) -> str:
+    """An entry's time: RFC 3339 in UTC with microseconds, e.g. ``2026-01-02T03:04:05.000000Z``.
+
+    Takes an aware datetime or an RFC 3339 string (any offset, any fraction, such as
+    SQLite's ``strftime('%Y-%m-%dT%H:%M:%fZ')``). Raises ``EntryError`` for a naive
+    datetime or text that is not a time.
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as error:
+            raise EntryError(f"not an RFC 3339 time: {value!r}") from error
+    if value.tzinfo is None:
+        raise EntryError("an entry time needs a time zone")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _is_digest(text: str) -> bool:
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return False
+    return len(raw) == 32 and base64.b64encode(raw).decode() == text
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ledger entry's fields."""
+
+    seq: int
+    time: str
+    table: str
+    op: str
+    pk: Mapping[str, Any]
+    digest: str
+    actor: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 0:
+            raise EntryError("seq must be a non-negative integer")
+        if not isinstance(self.time, str) or not _TIME.fullmatch(self.time) or entry_time(
+                self.time.replace("Z", "+00:00")) != self.time:
+            raise EntryError("time must be RFC 3339 UTC with microseconds, e.g. 2026-01-02T03:04:05.000000Z")
+        if not isinstance(self.table, str) or not self.table:
+            raise EntryError("table must be a non-empty string")
+        if self.op not in OPS:
+            raise EntryError(f"op must be one of {', '.join(OPS)}")
+        if not isinstance(self.pk, Mapping):
+            raise EntryError("pk must be a JSON object")
+        if not isinstance(self.digest, str) or not _is_digest(self.digest):
+            raise EntryError("digest must be the base64 of 32 bytes")
+        if not isinstance(self.actor, str):
+            raise EntryError("actor must be a string")
+
+    def to_json(self) -> bytes:
+        """The entry bytes: the canonical JSON of its fields."""
+        return canonical_json({name: getattr(self, name) for name in ENTRY_FIELDS})
+
+
+def make_entry(seq: int, time: str, table: str, op: str, pk: Mapping[str, Any], digest: str, actor: str) -> bytes:
+    """The canonical JSON bytes of an entry (what the leaf hash covers).
+
+    ``time`` as ``entry_time`` returns it; ``pk`` maps key columns to their JSON values;
+    ``digest`` as ``row_digest`` returns it. Raises ``EntryError`` for any invalid field.
+    """
+    return Entry(seq, time, table, op, pk, digest, actor).to_json()
+
+
+def parse_entry(data: bytes) -> Entry:
+    """The entry in ``data``, checking that the bytes are exactly its canonical JSON.
+
+    Raises ``EntryError`` otherwise (other bytes would hash to another leaf).
+    """
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise EntryError("entry is not JSON") from error
+    if not isinstance(value, dict) or set(value) != set(ENTRY_FIELDS):
+        raise EntryError(f"entry must have exactly the fields {', '.join(ENTRY_FIELDS)}")
+    entry = Entry(**value)
+    if entry.to_json() != data:
+        raise EntryError("entry is not in canonical form")
+    return entry
