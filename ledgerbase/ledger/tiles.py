@@ -217,6 +217,35 @@ def bundle_for(index: int, size: int) -> EntryBundle:
     return EntryBundle(index // TILE_WIDTH, tile_width(0, index // TILE_WIDTH, size))
 
 
+def edge_bundle(size: int) -> EntryBundle | None:
+    """The partial entry bundle of a tree of ``size`` (what ``grow_bundles`` extends), if any."""
+    width = size % TILE_WIDTH
+    return EntryBundle(size // TILE_WIDTH, width) if width else None
+
+
+def grow_bundles(size: int, partial: bytes, entries: Sequence[bytes]) -> dict[EntryBundle, bytes]:
+    """The entry bundles that are new or grow when ``entries`` follow a tree of ``size``.
+
+    ``partial`` is the stored bundle ``edge_bundle(size)`` names (``b""`` if none); a
+    wider one is cut to its width. Raises ``TileError`` if it holds too few entries.
+    """
+    edge = edge_bundle(size)
+    kept: list[bytes] = []
+    if edge is not None:
+        kept = decode_bundle(partial)[:edge.width]
+        if len(kept) < edge.width:
+            raise TileError(f"entry bundle {edge.path()} holds {len(kept)} entries")
+    if not entries:
+        return {}
+    start = size - len(kept)  # where the first bundle touched begins: a multiple of 256
+    pending = [*kept, *entries]
+    out: dict[EntryBundle, bytes] = {}
+    for offset in range(0, len(pending), TILE_WIDTH):
+        chunk = pending[offset:offset + TILE_WIDTH]
+        out[EntryBundle((start + offset) // TILE_WIDTH, len(chunk))] = encode_bundle(chunk)
+    return out
+
+
 # --- incremental integration --------------------------------------------------------------
 
 

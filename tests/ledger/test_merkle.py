@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledgerbase.ledger import merkle
@@ -238,6 +238,7 @@ def _flip(value: bytes, bit: int) -> bytes:
     return bytes(flipped)
 
 
+@settings(deadline=None)  # recursive reference hashing of up to 300 leaves
 @given(index_and_size(), st.integers(0, 10_000))
 def test_inclusion_proofs_match_the_textbook(case: tuple[int, int], bit: int) -> None:
     index, size = case
@@ -259,6 +260,7 @@ def test_inclusion_proofs_match_the_textbook(case: tuple[int, int], bit: int) ->
         assert not rfc_verify_inclusion(leaf, index, size, bad_proof, bad_root)
 
 
+@settings(deadline=None)  # recursive reference hashing of up to 300 leaves
 @given(two_sizes(), st.integers(0, 10_000))
 def test_consistency_proofs_match_the_textbook(case: tuple[int, int], bit: int) -> None:
     size1, size2 = case

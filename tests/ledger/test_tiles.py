@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledgerbase.ledger import merkle, tiles
@@ -115,6 +115,7 @@ def test_integration_across_boundaries(old: int, new: int) -> None:
     assert result.tiles == changed
 
 
+@settings(deadline=None)  # the first examples build the reference trees
 @given(st.lists(st.integers(0, 300), max_size=12))
 def test_random_batches_build_the_same_tiles(batches: list[int]) -> None:
     size = sum(batches)
@@ -163,6 +164,7 @@ def index_size_and_store(draw: st.DrawFn) -> tuple[int, int, int]:
     return draw(st.integers(0, size - 1)), size, stored
 
 
+@settings(deadline=None)  # the first examples build the reference trees
 @given(index_size_and_store())
 def test_proofs_from_tiles(case: tuple[int, int, int]) -> None:
     index, size, stored = case
@@ -224,3 +226,33 @@ def test_bundle_format() -> None:
     assert tiles.bundle_for(599, 600) == EntryBundle(2, 88)
     with pytest.raises(TileError):
         tiles.bundle_for(600, 600)
+
+
+@settings(deadline=None)
+@given(st.lists(st.integers(0, 300), max_size=8))
+def test_bundles_grow_like_tiles(batches: list[int]) -> None:
+    entries = [i.to_bytes(4, "big") * (i % 3) for i in range(sum(batches))]
+    stored: dict[int, bytes] = {}
+    size = 0
+    for count in batches:
+        edge = tiles.edge_bundle(size)
+        grown = tiles.grow_bundles(size, stored.get(edge.index, b"") if edge else b"", entries[size:size + count])
+        tree = tiles.integrate(TreeEdge.from_tiles(size, store_of(size)) if size else TreeEdge(),
+                               [merkle.leaf_hash(e) for e in entries[size:size + count]])
+        # the same shape as the level-0 tiles that grew
+        assert {(b.index, b.width) for b in grown} == {(t.index, t.width) for t in tree.tiles if t.level == 0}
+        for bundle, data in grown.items():
+            assert tiles.decode_bundle(data) == entries[bundle.index * 256:bundle.index * 256 + bundle.width]
+            stored[bundle.index] = data
+        size += count
+
+
+def test_grow_bundles_edges() -> None:
+    assert tiles.edge_bundle(0) is None and tiles.edge_bundle(256) is None
+    assert tiles.edge_bundle(257) == EntryBundle(1, 1)
+    assert tiles.grow_bundles(3, tiles.encode_bundle([b"a", b"b", b"c"]), []) == {}
+    # a wider stored bundle is cut to the tree's width
+    assert tiles.grow_bundles(2, tiles.encode_bundle([b"a", b"b", b"c"]), [b"x"]) == {
+        EntryBundle(0, 3): tiles.encode_bundle([b"a", b"b", b"x"])}
+    with pytest.raises(TileError):
+        tiles.grow_bundles(2, tiles.encode_bundle([b"a"]), [b"x"])
