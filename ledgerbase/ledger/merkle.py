@@ -11,7 +11,8 @@ needs in one query:
 
 1. ``inclusion_plan(index, size)`` / ``consistency_plan(size1, size2)`` /
    ``root_plan(size)`` list the O(log n) nodes needed;
-2. the caller reads those node hashes (``tiles.tiles_for_nodes`` names the tiles);
+2. the caller reads those node hashes: ``tiles.tiles_for_nodes`` names the tiles
+   to fetch, ``tiles.read_node_hashes`` reads the hashes out of them;
 3. ``build_proof(plan, hashes)`` / ``fold_root(hashes)`` compute the result.
 
 The plans and the verifiers are ports of transparency-dev/merkle's ``proof``

@@ -55,7 +55,10 @@ def _decode_index(text: str) -> int:
     parts = text.split("/")
     if len(parts) > 1 and parts[0] == "x000":  # no leading zero elements: one index, one path
         raise TileError(f"non-canonical tile index {text!r}")
-    return int("".join(p.removeprefix("x") for p in parts))
+    index = int("".join(p.removeprefix("x") for p in parts))
+    if index >= 1 << 64:  # tree sizes are uint64
+        raise TileError(f"tile index {index} out of range")
+    return index
 
 
 def _decode_width(text: str | None) -> int:

@@ -40,6 +40,16 @@ PATHS = [
     (EntryBundle(1234067), "tile/entries/x001/x234/067"),
     (EntryBundle(5, 3), "tile/entries/005.p/3"),
     (EntryBundle(1_000_000, 1), "tile/entries/x001/x000/000.p/1"),
+    # transparency-dev/tessera api/layout/paths_test.go
+    (Tile(0, 0, 255), "tile/0/000.p/255"),
+    (Tile(15, 455667), "tile/15/x455/667"),
+    (Tile(15, 123456789, 41), "tile/15/x123/x456/789.p/41"),
+    (Tile(0, 1234067, 89), "tile/0/x001/x234/067.p/89"),
+    (Tile(63, 999999999999999999, 255), "tile/63/x999/x999/x999/x999/x999/999.p/255"),
+    (Tile(0, 1), "tile/0/001"),
+    (EntryBundle(0, 8), "tile/entries/000.p/8"),
+    (EntryBundle(255, 253), "tile/entries/255.p/253"),
+    (EntryBundle(123456789), "tile/entries/x123/x456/789"),
 ]
 
 
@@ -53,13 +63,17 @@ def test_paths(tile: Tile | EntryBundle, path: str) -> None:
     "tile/01/000", "tile/64/000", "tile/-1/000", "tile/0/000.p/0", "tile/0/000.p/256", "tile/0/000.p/010",
     "tile/0/1234", "tile/0/12", "tile/0/001/234", "tile/0/x000/001", "tile/0/x1/000", "tile/0/000/",
     "tile/0/x001", "tile/entries/000.p/", "tile/entries/x001/x234", "tile/data/000", "/tile/0/000", "tile/0/000.p/1 ",
+    # transparency-dev/tessera api/layout/paths_test.go
+    "tile/0/x001/x234/067.p/", "tile/0/x001/x234/067.p", "tile/0/x001/x234/", "tile/0/x001/x234", "tile/0/x001/",
+    "tile/1/x001/.p/abc", "tile/64/x001/002", "tile/-1/x001/002", "tile/abc/x001/002", "tile/8/001/002",
+    "tile/8/x001/0002", "tile/8/x001/-002", "tile/8/x001/002.p/256", "tile/63/x999/x999/x999/x999/x999/x999/999.p/255",
 ])
 def test_bad_paths(path: str) -> None:
     with pytest.raises(TileError):
         tiles.parse_path(path)
 
 
-@given(st.integers(0, 64), st.integers(0, 10**15), st.integers(1, 256))
+@given(st.integers(0, 64), st.integers(0, 2**64 - 1), st.integers(1, 256))
 def test_paths_round_trip(level: int, index: int, width: int) -> None:
     for tile in (Tile(level, index, width), EntryBundle(index, width)):
         if isinstance(tile, Tile) and level > tiles.MAX_LEVEL:
