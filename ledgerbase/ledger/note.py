@@ -235,6 +235,13 @@ class CosignatureSigner:
     name: str
     private_key: Ed25519PrivateKey = field(repr=False, compare=False)
 
+    @classmethod
+    def generate(cls, name: str) -> CosignatureSigner:
+        """A new random witness key named ``name``. Raises ``NoteError`` for an invalid name."""
+        if not _valid_name(name):
+            raise NoteError(f"invalid key name {name!r}")
+        return cls(name, Ed25519PrivateKey.generate())
+
     def verifier(self) -> CosignatureVerifier:
         """The matching verifier."""
         return CosignatureVerifier(self.name, self.private_key.public_key().public_bytes_raw())

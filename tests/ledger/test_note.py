@@ -162,7 +162,7 @@ def test_spec_cosignature_layout() -> None:
 
 def test_cosign_and_verify() -> None:
     log = Signer.generate("example.com/behind-the-sofa")
-    witness = CosignatureSigner("witness.example.com/w1", Signer.generate("w").private_key)
+    witness = CosignatureSigner.generate("witness.example.com/w1")
     verifier = witness.verifier()
     signed = note.sign_note(CHECKPOINT, [log])
     cosigned = note.add_signature(signed, witness.cosign(CHECKPOINT, 1679315147))
