@@ -270,3 +270,12 @@ def test_grow_bundles_edges() -> None:
         EntryBundle(0, 3): tiles.encode_bundle([b"a", b"b", b"x"])}
     with pytest.raises(TileError):
         tiles.grow_bundles(2, tiles.encode_bundle([b"a"]), [b"x"])
+
+
+def test_every_tile_hash_is_its_subtree() -> None:
+    """Tile ``(l, n)`` holds the roots of the subtrees ``Node(8l, 256n + i)``, checked one by one."""
+    size = 65_800
+    leaves = leaves_of(size)
+    for tile, data in built(size).tiles.items():
+        for i, value in enumerate(tiles.split_hashes(data)):
+            assert value == merkle.subtree_hash(leaves, Node(8 * tile.level, 256 * tile.index + i))
