@@ -27,6 +27,9 @@ from ledgerbase.db.introspect import introspect
 from ledgerbase.db.migrate import MigrationError, migrate
 from ledgerbase.db.schema import SchemaCache
 from ledgerbase.errors import LedgerbaseError, UnavailableError
+from ledgerbase.ledger.capture import capture_sqlite_writes
+from ledgerbase.ledger.log import Ledger, default_origin, load_or_create_signer
+from ledgerbase.ledger.routes import LedgerRoutes
 from ledgerbase.observability import Metrics, ObservabilityMiddleware, configure_logging, metrics_response
 from ledgerbase.rest.exchange import Incoming, Reply
 from ledgerbase.rest.handlers import DataApi
@@ -54,13 +57,21 @@ class Runtime:
         self.demo = demo
         self.database: Database = open_database(
             settings.resolved_database_url(), readers=settings.sqlite_readers,
-            pool_size=settings.pg_pool_size, statement_timeout_ms=settings.statement_timeout_ms)
+            pool_size=settings.pg_pool_size, statement_timeout_ms=settings.statement_timeout_ms,
+            capture=settings.ledger_enabled)
         self.verifier = TokenVerifier(load_or_create_secret(settings.data_dir, settings.jwt_secret))
         self.auth = AuthService(settings, self.database, self.verifier)
         self.schema: SchemaCache = SchemaCache(schema=settings.db_schema, tables={},
                                                relationships={}, loaded=False)
         self.api = DataApi(self.database, lambda: self.schema,
                            anon_writes_without_rls=settings.anon_writes_without_rls)
+        self.ledger: Ledger | None = None
+        self.ledger_routes: LedgerRoutes | None = None
+        if settings.ledger_enabled:
+            origin = settings.ledger_origin or default_origin()
+            signer = load_or_create_signer(settings.data_dir, origin, settings.ledger_key)
+            self.ledger = Ledger(self.database, signer, origin, interval=settings.ledger_interval_seconds)
+            self.ledger_routes = LedgerRoutes(self.ledger, self.api, signer.verifier().key())
         self._watchers: list[asyncio.Task[None]] = []
         self._listener: Any = None
         self._schema_version: int | None = None
@@ -73,6 +84,8 @@ class Runtime:
         with contextlib.suppress(UnavailableError):
             await self.reload_schema()
         self._watchers.append(asyncio.create_task(self._watch_schema()))
+        if self.ledger is not None:
+            self.ledger.start()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGUSR1, lambda: asyncio.ensure_future(self.reload_schema()))
@@ -90,6 +103,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop background work and close connections."""
+        if self.ledger is not None:
+            await self.ledger.stop()
         for task in self._watchers:
             task.cancel()
         for task in self._watchers:
@@ -103,6 +118,8 @@ class Runtime:
     async def reload_schema(self) -> None:
         """Re-read the schema (after a migration) and drop compiled statements."""
         schema = await introspect(self.database, self.settings.db_schema)
+        if self.settings.ledger_enabled and isinstance(self.database, SqliteDatabase):
+            await capture_sqlite_writes(self.database)
         self.schema = schema
         self.api.statements.clear()
         log.info("schema_loaded", tables=len(schema.tables), functions=len(schema.functions))
@@ -150,6 +167,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
             await _rest(runtime, scope, receive, send, max_body)
         elif path.startswith("/auth/v1"):
             await runtime.auth(scope, receive, send)
+        elif path.startswith("/ledger/v1/") and runtime.ledger_routes is not None:
+            await _ledger(runtime, runtime.ledger_routes, scope, send)
         elif path in _READ_ONLY_PATHS and scope["method"] not in _READ_ONLY:
             error = LedgerbaseError(f"Unsupported HTTP method: {scope['method']}", code="PGRST117", status=405)
             await _send(send, 405, error_body(error), [(b"allow", b"GET, HEAD")])
@@ -229,7 +248,7 @@ def _token(headers: dict[str, str]) -> str | None:
     return headers.get("apikey")
 
 
-async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
+def _headers(scope: Scope) -> dict[str, str]:
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1")  # ASGI servers give header names in lower case
@@ -237,6 +256,28 @@ async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ma
         if name == "prefer" and name in headers:
             value = f"{headers[name]}, {value}"
         headers[name] = value
+    return headers
+
+
+async def _ledger(runtime: Runtime, routes: LedgerRoutes, scope: Scope, send: Send) -> None:
+    headers = _headers(scope)
+    method: str = scope["method"]
+    try:
+        if not runtime.settings.ledger_public:
+            runtime.verifier.verify(_token(headers))
+        reply = await routes.handle(method, scope["path"][len("/ledger/v1"):],
+                                    scope["query_string"].decode("latin-1"), headers,
+                                    lambda: runtime.verifier.verify(_token(headers)))
+    except LedgerbaseError as error:
+        reply = Reply(error.status, b"" if method == "HEAD" else error_body(error),
+                      {"Content-Type": _JSON.decode(), **error.headers})
+    if method == "HEAD":
+        reply = Reply(reply.status, b"", reply.headers)
+    await _send_reply(send, reply)
+
+
+async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:
+    headers = _headers(scope)
     method: str = scope["method"]
     path: str = scope["path"][len("/rest/v1"):]
     try:
@@ -256,6 +297,10 @@ async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ma
         log.exception("unhandled_error", path=path)
         internal = LedgerbaseError("Internal server error", code="PGRST000", status=500)
         reply = Reply(500, error_body(internal), {"Content-Type": _JSON.decode()})
+    await _send_reply(send, reply)
+
+
+async def _send_reply(send: Send, reply: Reply) -> None:
     out = [(_header_name(name), value.encode("latin-1"))
            for name, value in reply.headers.items() if name != "Content-Type"]
     if "Content-Type" not in reply.headers:

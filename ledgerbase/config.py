@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     db_max_rows: int | None = None
     # anon may write tables without row-level security (tables with it: the policies decide)
     anon_writes_without_rls: bool = False
+    # --- ledger ---
+    ledger_enabled: bool = True  # capture every write in the ledger (off only to measure its cost)
+    ledger_origin: str = ""  # the log's name in checkpoints (default: <hostname>/ledgerbase)
+    ledger_key: str = ""  # note signer key text; default: generated into the data directory (0600)
+    ledger_interval_seconds: float = 1.0  # at most one checkpoint per interval, when there are new entries
+    ledger_public: bool = True  # /ledger/v1 readable without an API key, like a transparency log
     # --- auth ---
     jwt_expiry_seconds: int = 3600  # lifetime of the access tokens /auth/v1 issues
     site_url: str = ""  # public URL of this server; issuer default: site_url + "/auth/v1"

@@ -41,3 +41,12 @@ def current_helper(name: str) -> str | None:
     """``auth.<name>()`` for the transaction running in this thread; None outside one."""
     context: RequestContext | None = getattr(current, "context", None)
     return context.helper(name) if context is not None else None
+
+
+def current_actor() -> str:
+    """Who the running transaction writes for, as ledger entries name it: the user id, else
+    the role; ``ledgerbase`` for the server's own writes (migrations, Auth)."""
+    context: RequestContext | None = getattr(current, "context", None)
+    if context is None:
+        return "ledgerbase"
+    return context.uid or context.role

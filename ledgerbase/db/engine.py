@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from ledgerbase.db.context import RequestContext, current, current_helper
+from ledgerbase.db.context import RequestContext, current, current_actor, current_helper
 from ledgerbase.db.dialect import POSTGRES, SQLITE, Dialect
 from ledgerbase.db.sqlite_threads import ReaderPool, Writer
 from ledgerbase.errors import ConstraintError, DataError, LedgerbaseError, UnavailableError
@@ -86,12 +86,17 @@ class Database(ABC):
 
 
 def open_database(url: str, *, readers: int = 4, pool_size: int = 10,
-                  statement_timeout_ms: int = 30_000) -> Database:
-    """The engine for a ``sqlite:///path`` or ``postgresql://`` URL."""
+                  statement_timeout_ms: int = 30_000, capture: bool = True) -> Database:
+    """The engine for a ``sqlite:///path`` or ``postgresql://`` URL.
+
+    ``capture``: the ledger records this server's writes (PostgreSQL; SQLite's capture
+    triggers are installed on the writer by the ledger itself).
+    """
     if url.startswith("sqlite:///"):
         return SqliteDatabase(url, readers=readers)
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDatabase(url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms)
+        return PostgresDatabase(url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms,
+                                capture=capture)
     raise LedgerbaseError(
         f"unsupported database URL scheme in {url.split(':', 1)[0]!r}: "
         "use sqlite:///path/to/file.db or postgresql://user@host/db",
@@ -157,6 +162,7 @@ def connect_sqlite(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     for helper in ("uid", "role", "jwt", "email"):
         # auth.uid() and friends in column defaults: the claims of the running write
         connection.create_function(f"lb_auth_{helper}", 0, functools.partial(current_helper, helper))
+    connection.create_function("lb_ledger_actor", 0, current_actor)
     return connection
 
 
@@ -359,18 +365,21 @@ def pg_error(error: BaseException) -> LedgerbaseError:
 # claims needs no extra round trip, and the pool's reset on release (one more round
 # trip, which would not reset the role anyway) is replaced by this. 'none' is the
 # login role, for Ledgerbase's own statements.
-_SET_CONTEXT = "SELECT set_config('role', $1, false), set_config('request.jwt.claims', $2, false)"
+_SET_CONTEXT = ("SELECT set_config('role', $1, false), set_config('request.jwt.claims', $2, false), "
+                "set_config('ledgerbase.capture', $3, false)")
 _SERVER_CONTEXT = ("none", "")
 
 
 class _Connection(asyncpg.Connection):  # type: ignore[misc]
     """A pooled connection that remembers the role and claims it was last set to."""
 
-    lb_context: tuple[str, str] | None = None
+    lb_context: tuple[str, str, str] | None = None
 
-    async def use_context(self, context: RequestContext | None) -> None:
-        """Run what follows as ``context``'s role and claims (Ledgerbase's own role if None)."""
-        wanted = (context.role, context.claims_json) if context is not None else _SERVER_CONTEXT
+    async def use_context(self, context: RequestContext | None, capture: str) -> None:
+        """Run what follows as ``context``'s role and claims (Ledgerbase's own role if None),
+        its writes captured by the ledger when ``capture`` is ``on``."""
+        role, claims = (context.role, context.claims_json) if context is not None else _SERVER_CONTEXT
+        wanted = (role, claims, capture)
         if wanted != self.lb_context:
             self.lb_context = None  # unknown until the server has answered
             await self.execute(_SET_CONTEXT, *wanted)
@@ -399,8 +408,10 @@ class PostgresDatabase(Database):
 
     dialect = POSTGRES
 
-    def __init__(self, url: str, *, pool_size: int = 10, statement_timeout_ms: int = 30_000) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, statement_timeout_ms: int = 30_000,
+                 capture: bool = True) -> None:
         self.url = url
+        self._capture = "on" if capture else "off"
         self._pool_size = pool_size
         self._statement_timeout_ms = statement_timeout_ms
         self._pool: asyncpg.Pool | None = None
@@ -445,7 +456,7 @@ class PostgresDatabase(Database):
         pool = await self._get_pool()
         try:
             async with pool.acquire() as connection:
-                await connection.use_context(context)
+                await connection.use_context(context, self._capture)
                 records = await connection.fetch(sql, *params)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             raise pg_error(error) from None
@@ -456,7 +467,7 @@ class PostgresDatabase(Database):
         pool = await self._get_pool()
         try:
             async with pool.acquire() as connection:
-                await connection.use_context(context)
+                await connection.use_context(context, self._capture)
                 async with connection.transaction(readonly=True):
                     records = await connection.fetch(sql, *params)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
@@ -468,7 +479,7 @@ class PostgresDatabase(Database):
         pool = await self._get_pool()
         try:
             async with pool.acquire() as connection:
-                await connection.use_context(context)
+                await connection.use_context(context, self._capture)
                 transaction = connection.transaction()
                 await transaction.start()
                 try:

@@ -59,11 +59,12 @@ def _sqlite_tables(connection: sqlite3.Connection
     for name, kind in rows:
         if name.startswith(_HIDDEN_PREFIXES):
             continue
-        tables[name] = _sqlite_table(connection, name, is_view=kind == "view", rls=name in protected)
+        tables[name] = sqlite_table(connection, name, is_view=kind == "view", rls=name in protected)
     return tables, _sqlite_functions(connection), tuple(policies)
 
 
-def _sqlite_table(connection: sqlite3.Connection, name: str, *, is_view: bool, rls: bool) -> Table:
+def sqlite_table(connection: sqlite3.Connection, name: str, *, is_view: bool = False, rls: bool = False) -> Table:
+    """One SQLite table (or view) of the database as a Table."""
     info = connection.execute("SELECT cid, name, type, \"notnull\", dflt_value, pk "
                               "FROM pragma_table_info(?)", (name,)).fetchall()
     if connection.execute("SELECT 1 FROM sqlite_master WHERE name = '_ledgerbase_columns'").fetchone():

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -26,6 +27,7 @@ from ledgerbase.db.engine import connect_sqlite, sqlite_path
 from ledgerbase.db.platform import postgres_setup
 from ledgerbase.db.translate import POLICY_SELF, TranslatedStatement, TranslationError, translate_to_sqlite
 from ledgerbase.errors import LedgerbaseError
+from ledgerbase.ledger import capture
 
 SQLITE_SUFFIX = ".sqlite.sql"
 POSTGRES_SUFFIX = ".postgres.sql"
@@ -136,11 +138,15 @@ def _migrate_sqlite(path: Path, files: Sequence[MigrationFile]) -> MigrationResu
         raise MigrationError(f"cannot open the SQLite database {path}: {error}") from None
     try:
         connection.execute("BEGIN IMMEDIATE")
-        for statement in (*_SQLITE_BOOKKEEPING, *sqlite_tables()):
+        for statement in (*_SQLITE_BOOKKEEPING, *sqlite_tables(), *capture.SQLITE_SETUP):
             connection.execute(statement)
         if not connection.execute("SELECT 1 FROM pragma_table_info('_ledgerbase_policies') "
                                   "WHERE name = 'compiled'").fetchone():
             connection.execute("ALTER TABLE _ledgerbase_policies ADD COLUMN compiled text")
+        connection.execute("COMMIT")
+        # the ledger: tables there before are adopted, and this connection's writes captured
+        connection.execute("BEGIN IMMEDIATE")
+        _capture_sqlite(connection)
         connection.execute("COMMIT")
         for migration in files:
             if _apply_sqlite(connection, migration):
@@ -167,6 +173,7 @@ def _apply_sqlite(connection: sqlite3.Connection, migration: MigrationFile) -> b
                 _check_compiled_policy(connection, statement)
             except sqlite3.Error as error:
                 raise MigrationError(f"{migration.name} line {statement.line}: {error}") from None
+        _capture_sqlite(connection)
         connection.execute("INSERT INTO _ledgerbase_migrations (name, checksum, applied_at) VALUES (?, ?, ?)",
                            (migration.name, migration.checksum, _now()))
         connection.execute("COMMIT")
@@ -175,6 +182,12 @@ def _apply_sqlite(connection: sqlite3.Connection, migration: MigrationFile) -> b
             connection.execute("ROLLBACK")
         raise
     return True
+
+
+def _capture_sqlite(connection: sqlite3.Connection) -> None:
+    """Adopt new tables into the ledger and capture this connection's writes to every table."""
+    for statement in capture.sqlite_capture(capture.sqlite_captured_tables(connection)):
+        connection.execute(statement)
 
 
 def _check_compiled_policy(connection: sqlite3.Connection, statement: TranslatedStatement) -> None:
@@ -252,8 +265,9 @@ async def _migrate_postgres(url: str, files: Sequence[MigrationFile]) -> Migrati
                     await connection.execute(statement)
                 first_time = not await connection.fetchval(
                     "SELECT 1 FROM ledgerbase.platform WHERE name = 'grants'")
-                for statement in (*postgres_setup(first_time), *postgres_tables()):
+                for statement in (*postgres_setup(first_time), *postgres_tables(), *capture.POSTGRES_SETUP):
                     await connection.execute(statement)
+                await _capture_postgres(connection)
                 if first_time:
                     await connection.execute(
                         "INSERT INTO ledgerbase.platform (name, applied_at) VALUES ('grants', $1)", _now())
@@ -278,13 +292,23 @@ async def _apply_postgres(connection: asyncpg.Connection, migration: MigrationFi
         return False
     try:
         async with connection.transaction():
+            await connection.execute(f"SET LOCAL {capture.CAPTURE_SETTING} = 'on'")
             await connection.execute(migration.text)
+            await _capture_postgres(connection)
             await connection.execute(
                 "INSERT INTO ledgerbase.migrations (name, checksum, applied_at) VALUES ($1, $2, $3)",
                 migration.name, migration.checksum, _now())
     except asyncpg.PostgresError as error:
         raise MigrationError(_postgres_failure(migration, error)) from None
     return True
+
+
+async def _capture_postgres(connection: asyncpg.Connection) -> None:
+    """Adopt the tables not captured yet into the ledger (their rows, and a capture trigger)."""
+    async def fetch(sql: str) -> list[Any]:
+        return list(await connection.fetch(sql))
+
+    await capture.adopt_postgres(connection.execute, fetch)
 
 
 def _postgres_failure(migration: MigrationFile, error: asyncpg.PostgresError) -> str:

@@ -83,6 +83,10 @@ class DataApi:
         self.anon_writes_without_rls = anon_writes_without_rls
         self._policies: tuple[int, PolicySet] | None = None
 
+    def schema(self) -> SchemaCache:
+        """The schema cache in use."""
+        return self._schema()
+
     def caller(self, cache: SchemaCache, claims: Claims) -> Caller:
         """The caller of a request: PostgreSQL runs it as its role; SQLite compiles the policies."""
         guards = None

@@ -1,0 +1,295 @@
+"""Capture: every row a Ledgerbase connection writes becomes a change, in the same transaction.
+
+Triggers record each inserted, updated or deleted row of the exposed tables (and of
+``auth.users``) into a changes table, so a write and its change commit or roll back
+together, whatever wrote it through Ledgerbase: the data API, an RPC function, Auth.
+Writes made by other connections (plain SQL behind Ledgerbase's back) are not
+captured: ``ledgerbase ledger verify --database`` reports them as drift.
+
+- PostgreSQL: one ``SECURITY DEFINER`` trigger function, active only in sessions
+  that set ``ledgerbase.capture`` (Ledgerbase's pool does); a deferred constraint
+  trigger numbers a transaction's changes at COMMIT, under a row lock on the
+  ledger's head, so sequence numbers are gapless and in commit order across any
+  number of API processes (docs/ledger.md).
+- SQLite: ``TEMP`` triggers, which exist only on Ledgerbase's writer connection;
+  the one writer numbers changes in commit order by itself.
+
+The recorded row is its JSON as the data API returns it (the digest commits to what
+clients see); the integrator (``ledgerbase.ledger.log``) turns changes into entries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ledgerbase.auth.schema import SQLITE_PREFIX as AUTH_SQLITE_PREFIX
+from ledgerbase.db.dialect import SQLITE, quote_ident
+from ledgerbase.db.engine import SqliteDatabase, Transaction
+from ledgerbase.db.introspect import sqlite_table
+from ledgerbase.db.schema import Column, Table
+from ledgerbase.ledger.store import POSTGRES_TABLES, SQLITE_TABLES
+from ledgerbase.rest.compile import ReadCompiler
+from ledgerbase.rest.plan import ColumnOut, ReadNode
+
+CAPTURE_SETTING = "ledgerbase.capture"
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+POSTGRES_SETUP = (
+    *POSTGRES_TABLES,
+    """CREATE TABLE IF NOT EXISTS ledgerbase.ledger_head (
+  id int PRIMARY KEY CHECK (id = 1),
+  size bigint NOT NULL
+)""",
+    "INSERT INTO ledgerbase.ledger_head (id, size) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    """CREATE TABLE IF NOT EXISTS ledgerbase.ledger_changes (
+  id bigserial PRIMARY KEY,
+  txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  seq bigint UNIQUE,
+  time timestamptz,
+  table_name text NOT NULL,
+  op text NOT NULL,
+  pk jsonb NOT NULL,
+  row_data jsonb,
+  salt bytea,
+  actor text NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS ledger_changes_unsequenced ON ledgerbase.ledger_changes (txid) "
+    "WHERE seq IS NULL",
+    # one trigger function for every table: TG_ARGV holds the primary key's columns
+    f"""CREATE OR REPLACE FUNCTION ledgerbase.capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  new_row jsonb;
+  key_row jsonb;
+  claims jsonb;
+BEGIN
+  IF coalesce(current_setting('{CAPTURE_SETTING}', true), '') <> 'on' THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'DELETE' THEN
+    key_row := to_jsonb(OLD);
+  ELSE
+    new_row := to_jsonb(NEW);
+    key_row := new_row;
+  END IF;
+  claims := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
+  INSERT INTO ledgerbase.ledger_changes (table_name, op, pk, row_data, salt, actor)
+  VALUES (
+    CASE WHEN TG_TABLE_SCHEMA = 'public' THEN TG_TABLE_NAME ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END,
+    lower(TG_OP),
+    CASE WHEN TG_NARGS = 0 THEN key_row  -- no primary key: the whole row identifies it
+         ELSE (SELECT jsonb_object_agg(k, key_row -> k) FROM unnest(TG_ARGV) AS k) END,
+    new_row,
+    decode(replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', ''), 'hex'),
+    coalesce(claims ->> 'sub', claims ->> 'role', 'ledgerbase')
+  );
+  RETURN NULL;
+END
+$$""",
+    # at COMMIT: number the transaction's changes after every earlier commit's
+    """CREATE OR REPLACE FUNCTION ledgerbase.sequence_changes() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pending bigint;
+  first_seq bigint;
+BEGIN
+  SELECT count(*) INTO pending FROM ledgerbase.ledger_changes
+    WHERE txid = pg_current_xact_id() AND seq IS NULL;
+  IF pending = 0 THEN
+    RETURN NULL;  -- numbered by an earlier row's trigger of this transaction
+  END IF;
+  -- the head's row lock is held until the transaction ends: numbers follow commit order
+  UPDATE ledgerbase.ledger_head SET size = size + pending WHERE id = 1
+    RETURNING size - pending INTO first_seq;
+  UPDATE ledgerbase.ledger_changes AS c
+    SET seq = first_seq + o.n - 1, time = clock_timestamp()
+    FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM ledgerbase.ledger_changes
+          WHERE txid = pg_current_xact_id() AND seq IS NULL) AS o
+    WHERE c.id = o.id;
+  RETURN NULL;
+END
+$$""",
+    """DO $lb$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'sequence_changes'
+                 AND tgrelid = 'ledgerbase.ledger_changes'::regclass) THEN
+    CREATE CONSTRAINT TRIGGER sequence_changes AFTER INSERT ON ledgerbase.ledger_changes
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledgerbase.sequence_changes();
+  END IF;
+END $lb$""",
+)
+
+# Which tables to capture and their keys (base tables of public, and auth.users).
+POSTGRES_CAPTURED_TABLES = """
+SELECT n.nspname, c.relname,
+       coalesce((SELECT array_agg(a.attname ORDER BY k.i) FROM pg_constraint p
+                 CROSS JOIN unnest(p.conkey) WITH ORDINALITY AS k(attnum, i)
+                 JOIN pg_attribute a ON a.attrelid = p.conrelid AND a.attnum = k.attnum
+                 WHERE p.conrelid = c.oid AND p.contype = 'p'), ARRAY[]::name[])
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND (n.nspname = 'public' OR (n.nspname = 'auth' AND c.relname = 'users'))
+ORDER BY 1, 2
+"""
+
+
+def postgres_trigger(schema: str, table: str, key: Sequence[str]) -> str:
+    """The capture trigger of one table (names come from the catalog, quoted)."""
+    args = ", ".join("'" + column.replace("'", "''") + "'" for column in key)
+    return (f"CREATE OR REPLACE TRIGGER ledgerbase_capture AFTER INSERT OR UPDATE OR DELETE ON "
+            f"{quote_ident(schema)}.{quote_ident(table)} FOR EACH ROW EXECUTE FUNCTION ledgerbase.capture({args})")
+
+
+# --- SQLite --------------------------------------------------------------------------------
+
+SQLITE_CHANGES = "_ledgerbase_ledger_changes"
+SQLITE_SETUP: tuple[str, ...] = (
+    *SQLITE_TABLES,
+    "CREATE TABLE IF NOT EXISTS _ledgerbase_ledger_tables (name text PRIMARY KEY)",
+    # seq = rowid - 1: the one writer inserts in commit order and a rollback frees the numbers
+    f"""CREATE TABLE IF NOT EXISTS {SQLITE_CHANGES} (
+  id INTEGER PRIMARY KEY,
+  time text NOT NULL,
+  table_name text NOT NULL,
+  op text NOT NULL,
+  pk text NOT NULL,
+  row_data text,
+  salt blob,
+  actor text NOT NULL
+)""",
+)
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _row_json(table: Table, alias: str) -> str:
+    """``json_object(...)`` of one row as the data API renders it, keys inlined (no parameters:
+    a trigger has none; names come from the schema)."""
+    compiler = ReadCompiler(SQLITE)
+    node = ReadNode(table=table, path=(), outputs=tuple(ColumnOut(key=c.name, column=c) for c in table.columns))
+    sql = compiler.json_object(alias, node)
+    for index in range(len(compiler.binder.params), 0, -1):  # ?10 before ?1
+        value = compiler.binder.params[index - 1].const
+        sql = sql.replace(f"?{index}", _literal(str(value)))
+    return sql
+
+
+def sqlite_triggers(table: Table, captured_name: str | None = None) -> list[str]:
+    """``TEMP`` triggers capturing the writes to ``table`` (on the writer connection only)."""
+    name = captured_name or table.name
+    key = table.primary_key or tuple(c.name for c in table.columns)
+    statements = []
+    for op, row in (("insert", "NEW"), ("update", "NEW"), ("delete", "OLD")):
+        trigger = quote_ident(f"_lb_capture_{table.name}_{op}")
+        keys = "json_object(" + ", ".join(f"{_literal(c)}, {row}.{quote_ident(c)}" for c in key) + ")"
+        data = _row_json(table, row) if op != "delete" else "NULL"
+        statements.append(f"DROP TRIGGER IF EXISTS temp.{trigger}")
+        statements.append(
+            f"CREATE TEMP TRIGGER {trigger} AFTER {op.upper()} ON main.{quote_ident(table.name)} BEGIN "
+            f"INSERT INTO {SQLITE_CHANGES} (time, table_name, op, pk, row_data, salt, actor) VALUES "
+            f"({_NOW}, {_literal(name)}, '{op}', {keys}, {data}, randomblob(16), lb_ledger_actor()); END")
+    return statements
+
+
+AUTH_USERS_SQLITE = AUTH_SQLITE_PREFIX + "users"
+
+
+def auth_users_table(columns: Sequence[Column]) -> Table:
+    """``auth.users`` as a Table, for capturing sign-ups and profile changes on SQLite."""
+    return Table(name=AUTH_USERS_SQLITE, schema="auth", columns=tuple(columns), primary_key=("id",))
+
+
+# --- adopting tables -----------------------------------------------------------------------
+# A table enters the ledger when it is first captured: its rows at that moment become
+# "insert" changes (seed rows of a migration, rows that existed before Ledgerbase), so
+# the ledger covers every live row and `ledger verify --database` starts clean.
+
+_POSTGRES_UNCAPTURED = """
+SELECT n.nspname, c.relname,
+       coalesce((SELECT array_agg(a.attname ORDER BY k.i) FROM pg_constraint p
+                 CROSS JOIN unnest(p.conkey) WITH ORDINALITY AS k(attnum, i)
+                 JOIN pg_attribute a ON a.attrelid = p.conrelid AND a.attnum = k.attnum
+                 WHERE p.conrelid = c.oid AND p.contype = 'p'), ARRAY[]::name[])
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND (n.nspname = 'public' OR (n.nspname = 'auth' AND c.relname = 'users'))
+  AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'ledgerbase_capture')
+ORDER BY 1, 2
+"""
+
+
+def postgres_adoption(schema: str, table: str, key: Sequence[str]) -> tuple[str, str]:
+    """The trigger of a newly captured table and the statement recording its current rows."""
+    name = table if schema == "public" else f"{schema}.{table}"
+    quoted = f"{quote_ident(schema)}.{quote_ident(table)}"
+    pk = ("to_jsonb(_r)" if not key else
+          "jsonb_build_object(" + ", ".join(f"{_literal(c)}, to_jsonb(_r) -> {_literal(c)}" for c in key) + ")")
+    adopt = (f"INSERT INTO ledgerbase.ledger_changes (table_name, op, pk, row_data, salt, actor) "
+             f"SELECT {_literal(name)}, 'insert', {pk}, to_jsonb(_r), "
+             f"decode(replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', ''), 'hex'), "
+             f"'ledgerbase' FROM {quoted} AS _r")
+    return postgres_trigger(schema, table, key), adopt
+
+
+async def adopt_postgres(execute: Callable[[str], Awaitable[object]],
+                         fetch: Callable[[str], Awaitable[list[Any]]]) -> None:
+    """Capture every table of ``public`` (and ``auth.users``) not captured yet, recording its rows."""
+    for schema, table, key in await fetch(_POSTGRES_UNCAPTURED):
+        trigger, adopt = postgres_adoption(schema, table, list(key))
+        await execute(adopt)
+        await execute(trigger)
+
+
+SQLITE_ADOPTED = "_ledgerbase_ledger_tables"
+
+
+def sqlite_adoption(table: Table, captured_name: str) -> str:
+    """The statement recording the current rows of a newly captured table."""
+    key = table.primary_key or tuple(c.name for c in table.columns)
+    keys = "json_object(" + ", ".join(f"{_literal(c)}, \"_r\".{quote_ident(c)}" for c in key) + ")"
+    return (f"INSERT INTO {SQLITE_CHANGES} (time, table_name, op, pk, row_data, salt, actor) "
+            f"SELECT {_NOW}, {_literal(captured_name)}, 'insert', {keys}, {_row_json(table, '_r')}, "
+            f"randomblob(16), 'ledgerbase' FROM main.{quote_ident(table.name)} AS \"_r\" "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {SQLITE_ADOPTED} WHERE name = {_literal(captured_name)}) "
+            f"ORDER BY \"_r\".rowid")
+
+
+def captured_name(table: Table) -> str:
+    """The name a table has in ledger entries: ``auth.users`` for Auth's users on SQLite too."""
+    return "auth.users" if table.name == AUTH_USERS_SQLITE else table.name
+
+
+def sqlite_captured_tables(connection: sqlite3.Connection) -> list[Table]:
+    """The tables SQLite captures: every exposed base table, and Auth's users."""
+    names = [row[0] for row in connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND (name = ? OR "
+        "(name NOT LIKE '\\_ledgerbase%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\')) ORDER BY name",
+        (AUTH_USERS_SQLITE,)).fetchall()]
+    return [sqlite_table(connection, name) for name in names]
+
+
+def sqlite_capture(tables: Sequence[Table]) -> list[str]:
+    """Statements for a SQLite connection: adopt the tables not adopted yet (idempotent), then
+    (re)create the TEMP triggers that capture the writes of this connection."""
+    statements = []
+    for table in tables:
+        name = captured_name(table)
+        statements.append(sqlite_adoption(table, name))
+        statements.append(f"INSERT OR IGNORE INTO {SQLITE_ADOPTED} (name) VALUES ({_literal(name)})")
+    for table in tables:
+        statements.extend(sqlite_triggers(table, captured_name(table)))
+    return statements
+
+
+async def capture_sqlite_writes(database: SqliteDatabase) -> None:
+    """Capture the writes of the server's SQLite writer (after every schema change)."""
+    statements = database.run_sync(lambda connection: sqlite_capture(sqlite_captured_tables(connection)))
+
+    async def work(tx: Transaction) -> None:
+        for statement in statements:
+            await tx.fetch_all(statement, ())
+
+    await database.write(work)

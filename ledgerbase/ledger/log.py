@@ -1,0 +1,379 @@
+"""The log: the integrator turning captured changes into a signed, tiled Merkle tree, and the
+reads the ledger's endpoints serve (tiles, bundles, proofs, entries, checkpoints).
+
+One integrator at a time (a PostgreSQL advisory lock; SQLite has one writer), off the
+request path: it reads the changes numbered after the tree's size, makes each an entry
+(``ledgerbase.ledger.entry``), appends their leaf hashes at the tree's right edge
+(``ledgerbase.ledger.tiles``), and writes the new tiles, entry bundles and signed
+checkpoint in one transaction. It never publishes a checkpoint whose tree does not
+extend the last one: the stored edge must hash to the stored root before anything is
+appended, and the new tree is built from that edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from ledgerbase.db.engine import Database, PostgresDatabase, Transaction
+from ledgerbase.errors import LedgerbaseError, UnavailableError
+from ledgerbase.ledger import merkle, tiles
+from ledgerbase.ledger.entry import entry_time, make_entry, row_digest
+from ledgerbase.ledger.note import Signer, sign_note
+from ledgerbase.security import load_or_create_secret_file
+
+log = structlog.get_logger("ledgerbase.ledger")
+_LOCK_KEY = 0x4C42_4C47  # "LBLG": one integrator per PostgreSQL database
+BATCH = 10_000
+
+
+class LedgerError(LedgerbaseError):
+    """The ledger cannot do what was asked (bad index, missing key, refused checkpoint)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last published checkpoint."""
+
+    size: int
+    root: bytes
+    checkpoint: str
+    published_at: float
+
+
+def load_or_create_signer(data_dir: Path, origin: str, configured: str = "") -> Signer:
+    """The checkpoint signing key: ``configured`` (a note signer key text), else the one kept in
+    ``data_dir/ledger-key`` (mode 0600), generated on first start for ``origin``.
+
+    Raises LedgerError with what to do when the key is unreadable or malformed.
+    """
+    text = configured
+    if not text:
+        path = data_dir / "ledger-key"
+        try:
+            text = load_or_create_secret_file(path, lambda: Signer.generate(origin).key().encode()).decode()
+        except OSError as error:
+            raise LedgerError(f"cannot read or create the ledger signing key {path}: {error.strerror}",
+                              code="PGRST000", status=500,
+                              hint="Check the data directory's permissions, or set LEDGERBASE_LEDGER_KEY.") from None
+    try:
+        return Signer.from_key(text.strip())
+    except ValueError as error:
+        raise LedgerError(f"the ledger signing key is not a valid note signer key: {error}", code="PGRST000",
+                          status=500, hint="Delete the ledger-key file (a new key is made) or fix "
+                                           "LEDGERBASE_LEDGER_KEY.") from None
+
+
+def default_origin() -> str:
+    """``<hostname>/ledgerbase``."""
+    return f"{socket.gethostname()}/ledgerbase"
+
+
+def checkpoint_body(origin: str, size: int, root: bytes) -> str:
+    """The checkpoint text (C2SP tlog-checkpoint): origin, size, base64 root."""
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+class Queries:
+    """The ledger's SQL for one dialect."""
+
+    def __init__(self, database: Database) -> None:
+        postgres = isinstance(database, PostgresDatabase)
+        self.postgres = postgres
+        p = database.dialect.placeholder
+        schema = "ledgerbase.ledger_" if postgres else "_ledgerbase_ledger_"
+        self.state = f"SELECT size, root, checkpoint, published_at FROM {schema}state WHERE id = 1"
+        self.tiles = (f"SELECT level, idx, data FROM {schema}tiles WHERE level = {p(1)} AND idx = {p(2)}")
+        self.bundle = f"SELECT data FROM {schema}bundles WHERE idx = {p(1)}"
+        if postgres:
+            self.changes = (f"SELECT seq, time, table_name, op, pk::text, row_data::text, salt, actor "
+                            f"FROM ledgerbase.ledger_changes WHERE seq >= {p(1)} ORDER BY seq LIMIT {p(2)}")
+            self.pending = "SELECT coalesce(max(seq) + 1, 0) FROM ledgerbase.ledger_changes WHERE seq IS NOT NULL"
+            self.forget_rows = (f"UPDATE ledgerbase.ledger_changes SET row_data = NULL "
+                                f"WHERE seq >= {p(1)} AND seq < {p(2)}")
+            self.history = (f"SELECT seq, salt FROM ledgerbase.ledger_changes WHERE table_name = {p(1)} "
+                            f"AND pk = {p(2)}::jsonb AND seq < {p(3)} ORDER BY seq")
+            self.salt = f"SELECT salt FROM ledgerbase.ledger_changes WHERE seq = {p(1)}"
+        else:
+            self.changes = (f"SELECT id - 1, time, table_name, op, pk, row_data, salt, actor "
+                            f"FROM _ledgerbase_ledger_changes WHERE id > {p(1)} ORDER BY id LIMIT {p(2)}")
+            self.pending = "SELECT coalesce(max(id), 0) FROM _ledgerbase_ledger_changes"
+            self.forget_rows = (f"UPDATE _ledgerbase_ledger_changes SET row_data = NULL "
+                                f"WHERE id > {p(1)} AND id <= {p(2)}")
+            self.history = (f"SELECT id - 1, salt FROM _ledgerbase_ledger_changes WHERE table_name = {p(1)} "
+                            f"AND json(pk) = json({p(2)}) AND id <= {p(3)} ORDER BY id")
+            self.salt = f"SELECT salt FROM _ledgerbase_ledger_changes WHERE id = {p(1)} + 1"
+        conflict = "ON CONFLICT (level, idx) DO UPDATE SET width = excluded.width, data = excluded.data"
+        self.put_tile = (f"INSERT INTO {schema}tiles (level, idx, width, data) VALUES "
+                         f"({p(1)}, {p(2)}, {p(3)}, {p(4)}) {conflict}")
+        self.put_bundle = (f"INSERT INTO {schema}bundles (idx, width, data) VALUES ({p(1)}, {p(2)}, {p(3)}) "
+                           f"ON CONFLICT (idx) DO UPDATE SET width = excluded.width, data = excluded.data")
+        self.put_state = (f"INSERT INTO {schema}state (id, size, root, checkpoint, published_at) VALUES "
+                          f"(1, {p(1)}, {p(2)}, {p(3)}, {p(4)}) ON CONFLICT (id) DO UPDATE SET size = excluded.size, "
+                          f"root = excluded.root, checkpoint = excluded.checkpoint, "
+                          f"published_at = excluded.published_at")
+        self.cosignatures = f"SELECT line FROM {schema}cosignatures WHERE size = {p(1)} ORDER BY witness"
+        self.put_cosignature = (f"INSERT INTO {schema}cosignatures (witness, size, line, received_at) VALUES "
+                                f"({p(1)}, {p(2)}, {p(3)}, {p(4)}) ON CONFLICT (witness, size) DO UPDATE "
+                                f"SET line = excluded.line, received_at = excluded.received_at")
+
+
+class Ledger:
+    """The ledger of one database: its integrator and its reads."""
+
+    def __init__(self, database: Database, signer: Signer, origin: str, *, interval: float = 1.0) -> None:
+        self.database = database
+        self.signer = signer
+        self.origin = origin
+        self.interval = interval
+        self.queries = Queries(database)
+        self._edge: tiles.TreeEdge | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.captured = 0  # changes numbered so far (for the lag metric)
+        self.head: Head | None = None
+
+    # --- the integrator ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the integrator in the background."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the integrator (an integration in flight finishes or rolls back)."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                while await self.integrate() >= BATCH:
+                    pass
+            except UnavailableError:
+                pass  # the database is away: try again next round
+            except LedgerbaseError as error:
+                log.error("ledger_integration_failed", error=error.message)
+            await asyncio.sleep(self.interval)
+
+    async def read_head(self) -> Head | None:
+        """The last published checkpoint, or None before the first."""
+        row = await self.database.fetch_one(self.queries.state, ())
+        if row is None:
+            return None
+        published = row[3]
+        stamp = published.timestamp() if isinstance(published, datetime) else datetime.fromisoformat(
+            str(published)).timestamp()
+        return Head(size=int(row[0]), root=bytes(row[1]), checkpoint=str(row[2]), published_at=stamp)
+
+    async def _load_edge(self, head: Head | None) -> tiles.TreeEdge:
+        size = head.size if head is not None else 0
+        if self._edge is not None and self._edge.size == size:
+            return self._edge
+        stored: dict[tuple[int, int], bytes] = {}
+        for tile in tiles.edge_tiles(size):
+            row = await self.database.fetch_one(self.queries.tiles, (tile.level, tile.index))
+            if row is not None:
+                stored[(tile.level, tile.index)] = bytes(row[2])
+        edge = tiles.TreeEdge.from_tiles(size, stored)
+        if head is not None and edge.root() != head.root:
+            raise LedgerError("the stored tiles do not hash to the published root: refusing to publish",
+                              code="PGRST000", status=500)
+        self._edge = edge
+        return edge
+
+    async def integrate(self, limit: int = BATCH) -> int:
+        """Append the changes numbered after the tree's size; returns how many were appended."""
+        head = await self.read_head()
+        size = head.size if head is not None else 0
+        rows = await self.database.fetch_all(self.queries.changes, (size, limit))
+        entries: list[bytes] = []
+        for offset, (seq, when, table, op, pk, row, salt, actor) in enumerate(rows):
+            if int(seq) != size + offset:
+                break  # numbered but not visible yet: the next round takes it
+            data = orjson.loads(row) if row is not None else None
+            digest = row_digest(bytes(salt), data if op != "delete" else None)
+            entries.append(make_entry(int(seq), entry_time(when), str(table), str(op), orjson.loads(pk),
+                                      digest, str(actor)))
+        if not entries and head is not None:
+            return 0
+        edge = await self._load_edge(head)
+        grown = tiles.integrate(edge, [merkle.leaf_hash(entry) for entry in entries])
+        new_size = grown.edge.size
+        bundles = await self._bundles(size, entries)
+        now = time.time()
+        checkpoint = sign_note(checkpoint_body(self.origin, new_size, grown.root), [self.signer])
+        published: Any = datetime.fromtimestamp(now, UTC)
+        if not self.queries.postgres:
+            published = published.isoformat()
+        queries = self.queries
+
+        async def work(tx: Transaction) -> bool:
+            if queries.postgres:
+                locked = await tx.fetch_all("SELECT pg_try_advisory_xact_lock($1)", (_LOCK_KEY,))
+                if not locked[0][0]:
+                    return False
+            current = await tx.fetch_all(queries.state, ())
+            if (int(current[0][0]) if current else 0) != size:
+                return False  # another integrator got there first
+            for tile, data in grown.tiles.items():
+                await tx.fetch_all(queries.put_tile, (tile.level, tile.index, tile.width, data))
+            for index, (width, data) in bundles.items():
+                await tx.fetch_all(queries.put_bundle, (index, width, data))
+            await tx.fetch_all(queries.put_state, (new_size, grown.root, checkpoint, published))
+            # the rows' data served its purpose (the digest); the live tables keep it
+            await tx.fetch_all(queries.forget_rows, (size, new_size))
+            return True
+
+        if not await self.database.write(work):
+            self._edge = None
+            return 0
+        self._edge = grown.edge
+        self.head = Head(new_size, grown.root, checkpoint, now)
+        return len(entries)
+
+    async def _bundles(self, size: int, entries: Sequence[bytes]) -> dict[int, tuple[int, bytes]]:
+        """The entry bundles that grow: (index) -> (width, bytes)."""
+        out: dict[int, tuple[int, bytes]] = {}
+        position = size
+        first = size // tiles.TILE_WIDTH
+        existing = b""
+        if size % tiles.TILE_WIDTH:
+            row = await self.database.fetch_one(self.queries.bundle, (first,))
+            existing = bytes(row[0]) if row is not None else b""
+        pending = list(entries)
+        index = first
+        while pending:
+            room = tiles.TILE_WIDTH - position % tiles.TILE_WIDTH
+            chunk, pending = pending[:room], pending[room:]
+            data = (existing if index == first else b"") + tiles.encode_bundle(chunk)
+            position += len(chunk)
+            width = position - index * tiles.TILE_WIDTH
+            out[index] = (width, data)
+            index += 1
+        return out
+
+    async def lag(self) -> tuple[int, int]:
+        """(changes numbered, entries in the published tree)."""
+        row = await self.database.fetch_one(self.queries.pending, ())
+        head = await self.read_head()
+        return int(row[0]) if row else 0, head.size if head else 0
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def checkpoint(self) -> str:
+        """The latest signed checkpoint with the cosignatures witnesses gave it."""
+        head = await self.read_head()
+        if head is None:
+            await self.integrate()
+            head = await self.read_head()
+            if head is None:
+                raise UnavailableError("the ledger has no checkpoint yet", code="PGRST002")
+        rows = await self.database.fetch_all(self.queries.cosignatures, (head.size,))
+        return head.checkpoint + "".join(str(row[0]) for row in rows)
+
+    async def tile(self, tile: tiles.Tile) -> bytes | None:
+        """A tile at the width asked for (a prefix of the stored one), or None if it is not there."""
+        row = await self.database.fetch_one(self.queries.tiles, (tile.level, tile.index))
+        if row is None:
+            return None
+        data = bytes(row[2])
+        want = tile.width * merkle.HASH_SIZE
+        return data[:want] if len(data) >= want else None
+
+    async def bundle(self, bundle: tiles.EntryBundle) -> bytes | None:
+        """An entry bundle with the first ``width`` entries, or None if it has fewer."""
+        row = await self.database.fetch_one(self.queries.bundle, (bundle.index,))
+        if row is None:
+            return None
+        entries = tiles.decode_bundle(bytes(row[0]))
+        if len(entries) < bundle.width:
+            return None
+        return tiles.encode_bundle(entries[:bundle.width])
+
+    async def entry(self, index: int) -> bytes:
+        """Entry ``index`` (canonical JSON bytes). Raises LedgerError 404 when not in the tree."""
+        head = await self.read_head()
+        if head is None or not 0 <= index < head.size:
+            raise LedgerError(f"entry {index} is not in the log", code="PGRST116", status=404)
+        data = await self.bundle(tiles.EntryBundle(index // tiles.TILE_WIDTH,
+                                                   tiles.tile_width(0, index // tiles.TILE_WIDTH, head.size)))
+        if data is None:
+            raise UnavailableError("the entry's bundle is not stored yet", code="PGRST002")
+        return tiles.decode_bundle(data)[index % tiles.TILE_WIDTH]
+
+    async def _hashes(self, nodes: Sequence[merkle.Node], size: int) -> list[bytes]:
+        stored: dict[tuple[int, int], bytes] = {}
+        for tile in tiles.tiles_for_nodes(nodes, size):
+            data = await self.tile(tile)
+            if data is None:
+                raise UnavailableError(f"tile {tile.path()} is not stored yet", code="PGRST002")
+            stored[(tile.level, tile.index)] = data
+        return tiles.read_node_hashes(nodes, stored)
+
+    async def _size(self, size: int | None) -> int:
+        head = await self.read_head()
+        current = head.size if head is not None else 0
+        if size is None:
+            return current
+        if not 0 < size <= current:
+            raise LedgerError(f"tree size {size} is not between 1 and the published size {current}",
+                              code="PGRST103", status=400)
+        return size
+
+    async def inclusion(self, index: int, size: int | None = None) -> tuple[bytes, list[bytes]]:
+        """(leaf hash, inclusion proof) of entry ``index`` in the tree of ``size`` (default: latest)."""
+        tree = await self._size(size)
+        try:
+            plan = merkle.inclusion_plan(index, tree)
+        except merkle.ProofError as error:
+            raise LedgerError(str(error), code="PGRST103", status=400) from None
+        leaf = (await self._hashes([merkle.Node(0, index)], tree))[0]
+        return leaf, merkle.build_proof(plan, await self._hashes(plan.nodes, tree))
+
+    async def consistency(self, first: int, second: int) -> list[bytes]:
+        """The consistency proof between the trees of ``first`` and ``second`` entries."""
+        tree = await self._size(second)
+        try:
+            plan = merkle.consistency_plan(first, tree)
+        except merkle.ProofError as error:
+            raise LedgerError(str(error), code="PGRST103", status=400) from None
+        return merkle.build_proof(plan, await self._hashes(plan.nodes, tree))
+
+    async def root(self, size: int) -> bytes:
+        """The root hash of the tree of ``size`` entries."""
+        nodes = merkle.root_plan(await self._size(size))
+        return merkle.fold_root(await self._hashes(nodes, size))
+
+    async def history(self, table: str, pk: dict[str, Any]) -> list[tuple[int, bytes | None]]:
+        """(seq, salt) of every entry about the row ``table``/``pk`` in the published tree."""
+        head = await self.read_head()
+        size = head.size if head is not None else 0
+        rows = await self.database.fetch_all(self.queries.history, (table, orjson.dumps(pk).decode(), size))
+        return [(int(seq), bytes(salt) if salt is not None else None) for seq, salt in rows]
+
+    async def add_cosignature(self, witness: str, size: int, line: str) -> None:
+        """Keep a witness's cosignature line of the checkpoint of ``size``."""
+        now: Any = datetime.now(UTC)
+        if not self.queries.postgres:
+            now = now.isoformat()
+        queries = self.queries
+
+        async def work(tx: Transaction) -> None:
+            await tx.fetch_all(queries.put_cosignature, (witness, size, line, now))
+
+        await self.database.write(work)
+
