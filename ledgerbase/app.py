@@ -27,7 +27,7 @@ from ledgerbase.db.introspect import introspect
 from ledgerbase.db.migrate import MigrationError, migrate
 from ledgerbase.db.schema import SchemaCache
 from ledgerbase.errors import LedgerbaseError, UnavailableError
-from ledgerbase.ledger.capture import capture_sqlite_writes
+from ledgerbase.ledger.capture import LedgerMark, capture_sqlite_writes
 from ledgerbase.ledger.log import Ledger, default_origin, load_or_create_signer
 from ledgerbase.ledger.routes import LedgerRoutes
 from ledgerbase.observability import Metrics, ObservabilityMiddleware, configure_logging, metrics_response
@@ -65,6 +65,8 @@ class Runtime:
                                                relationships={}, loaded=False)
         self.api = DataApi(self.database, lambda: self.schema,
                            anon_writes_without_rls=settings.anon_writes_without_rls)
+        if settings.ledger_enabled:
+            self.api.ledger_mark = LedgerMark(self.database)
         self.ledger: Ledger | None = None
         self.ledger_routes: LedgerRoutes | None = None
         if settings.ledger_enabled:
@@ -154,6 +156,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
     runtime = Runtime(settings or Settings(), demo=demo)
     max_body = runtime.settings.max_body_bytes
     metrics = Metrics()
+    if runtime.ledger is not None:
+        runtime.ledger.register_metrics(metrics.gauge)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

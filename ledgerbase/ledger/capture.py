@@ -26,7 +26,7 @@ from typing import Any
 
 from ledgerbase.auth.schema import SQLITE_PREFIX as AUTH_SQLITE_PREFIX
 from ledgerbase.db.dialect import SQLITE, quote_ident
-from ledgerbase.db.engine import SqliteDatabase, Transaction
+from ledgerbase.db.engine import Database, SqliteDatabase, Transaction
 from ledgerbase.db.introspect import sqlite_table
 from ledgerbase.db.schema import Column, Table
 from ledgerbase.ledger.store import POSTGRES_TABLES, SQLITE_TABLES
@@ -293,3 +293,37 @@ async def capture_sqlite_writes(database: SqliteDatabase) -> None:
             await tx.fetch_all(statement, ())
 
     await database.write(work)
+
+
+class LedgerMark:
+    """Finds the sequence number of the last change a write transaction made (``Ledger-Seq``).
+
+    SQLite numbers changes as they are written: the highest id after the work, if it grew.
+    PostgreSQL numbers them at COMMIT: the transaction's id is noted, and its highest
+    number read once it has committed.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.postgres = database.dialect.name == "postgres"
+
+    async def before(self, tx: Transaction) -> Any:
+        """Called in the transaction before the write."""
+        if self.postgres:
+            return None
+        return (await tx.fetch_all(f"SELECT coalesce(max(id), 0) FROM {SQLITE_CHANGES}", ()))[0][0]
+
+    async def after(self, tx: Transaction, before: Any) -> Any:
+        """Called in the transaction after the write: what ``committed`` needs."""
+        if self.postgres:
+            return (await tx.fetch_all("SELECT pg_current_xact_id()::text", ()))[0][0]
+        last = (await tx.fetch_all(f"SELECT coalesce(max(id), 0) FROM {SQLITE_CHANGES}", ()))[0][0]
+        return int(last) - 1 if int(last) > int(before) else None
+
+    async def committed(self, noted: Any) -> int | None:
+        """The sequence number, after the commit."""
+        if not self.postgres or noted is None:
+            return int(noted) if noted is not None else None
+        row = await self.database.fetch_one(
+            "SELECT max(seq) FROM ledgerbase.ledger_changes WHERE txid = $1::text::xid8", (noted,))
+        return int(row[0]) if row is not None and row[0] is not None else None

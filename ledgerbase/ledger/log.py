@@ -139,8 +139,10 @@ class Ledger:
         self.queries = Queries(database)
         self._edge: tiles.TreeEdge | None = None
         self._task: asyncio.Task[None] | None = None
-        self.captured = 0  # changes numbered so far (for the lag metric)
         self.head: Head | None = None
+        # for /metrics, refreshed every round: changes numbered, and since when some wait
+        self.numbered = 0
+        self.waiting_since: float | None = None
 
     # --- the integrator ------------------------------------------------------------------
 
@@ -163,6 +165,7 @@ class Ledger:
             try:
                 while await self.integrate() >= BATCH:
                     pass
+                await self._observe()
             except UnavailableError:
                 pass  # the database is away: try again next round
             except LedgerbaseError as error:
@@ -265,6 +268,29 @@ class Ledger:
             out[index] = (width, data)
             index += 1
         return out
+
+    async def _observe(self) -> None:
+        numbered, size = await self.lag()
+        self.numbered = numbered
+        if self.head is None:
+            self.head = await self.read_head()
+        if numbered > size:
+            self.waiting_since = self.waiting_since or time.time()
+        else:
+            self.waiting_since = None
+
+    def register_metrics(self, gauge: Any) -> None:
+        """Gauges of the ledger in /metrics (``gauge`` as ``Metrics.gauge``)."""
+        gauge("ledgerbase_ledger_entries", "Entries in the last published checkpoint").set_function(
+            lambda: self.head.size if self.head else 0)
+        gauge("ledgerbase_ledger_pending_changes", "Committed changes not yet in a checkpoint").set_function(
+            lambda: max(0, self.numbered - (self.head.size if self.head else 0)))
+        gauge("ledgerbase_ledger_integration_lag_seconds",
+              "How long the oldest committed change has waited for a checkpoint").set_function(
+            lambda: time.time() - self.waiting_since if self.waiting_since else 0.0)
+        gauge("ledgerbase_ledger_last_checkpoint_timestamp_seconds",
+              "When the last checkpoint was published (Unix time)").set_function(
+            lambda: self.head.published_at if self.head else 0.0)
 
     async def lag(self) -> tuple[int, int]:
         """(changes numbered, entries in the published tree)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -15,6 +16,7 @@ from ledgerbase.auth.keys import Claims
 from ledgerbase.auth.policies import Command, Guards, PolicySet, Predicate
 from ledgerbase.db.context import RequestContext
 from ledgerbase.db.engine import Database, Transaction
+from ledgerbase.ledger.capture import LedgerMark
 from ledgerbase.db.schema import Column, SchemaCache, Table
 from ledgerbase.db.values import coerce_json, coerce_text, to_sqlite
 from ledgerbase.errors import AuthError, LedgerbaseError, UnavailableError
@@ -82,6 +84,7 @@ class DataApi:
         self.sqlite = database.dialect.name == "sqlite"
         self.anon_writes_without_rls = anon_writes_without_rls
         self._policies: tuple[int, PolicySet] | None = None
+        self.ledger_mark: LedgerMark | None = None  # set when the ledger captures writes
 
     def schema(self) -> SchemaCache:
         """The schema cache in use."""
@@ -308,6 +311,7 @@ class DataApi:
         if node is None:
             return Reply(204, b"", headers)
         headers["Content-Type"] = CONTENT_TYPES[request.media_type]
+        _add_ledger_seq(headers)
         return Reply(201 if inserted > 0 else 200,
                      self.format_rows(_merge_arrays(bodies), affected, node, request.media_type), headers)
 
@@ -592,7 +596,10 @@ class DataApi:
                          caller: Caller) -> tuple[int, int, list[str], str | None]:
         prefs = request.preferences
 
+        mark = self.ledger_mark if prefs.return_ is ReturnPref.REPRESENTATION and prefs.tx != "rollback" else None
+
         async def checked(tx: Transaction) -> tuple[int, int, list[str], str | None]:
+            before = await mark.before(tx) if mark is not None else None
             outcome = await work(tx)
             affected = outcome[0]
             if request.media_type is MediaType.OBJECT and affected != 1:
@@ -601,9 +608,20 @@ class DataApi:
                 raise LedgerbaseError("Query result exceeds max-affected preference constraint",
                                       code="PGRST124",
                                       details=f"The query affects {affected} rows")
+            if mark is not None:
+                written.append(await mark.after(tx, before))
             return outcome
 
-        return await self.database.write(checked, rollback=prefs.tx == "rollback", context=caller.context)
+        written: list[Any] = []
+        outcome = await self.database.write(checked, rollback=prefs.tx == "rollback", context=caller.context)
+        if mark is not None and written:
+            try:
+                seq = await mark.committed(written[0])
+            except LedgerbaseError:
+                seq = None  # the write has committed: answer it, without the header
+            if seq is not None:
+                _LEDGER_SEQ.set(seq)
+        return outcome
 
     def _write_reply(self, status: int, request: ApiRequest, node: ReadNode | None, affected: int,
                      body: str, headers: dict[str, str], preferences: list[str]) -> Reply:
@@ -614,7 +632,20 @@ class DataApi:
         if node is None:
             return Reply(status if request.method == "POST" else 204, b"", headers)
         headers["Content-Type"] = CONTENT_TYPES[request.media_type]
+        _add_ledger_seq(headers)
         return Reply(status, self.format_rows(body, affected, node, request.media_type), headers)
+
+# The ledger sequence number of the last entry a write made (for its Ledger-Seq header); a
+# context variable, since a write and its reply run in the same request task.
+_LEDGER_SEQ: ContextVar[int | None] = ContextVar("ledger_seq", default=None)
+
+
+def _add_ledger_seq(headers: dict[str, str]) -> None:
+    seq = _LEDGER_SEQ.get()
+    if seq is not None:
+        headers["Ledger-Seq"] = str(seq)
+        _LEDGER_SEQ.set(None)
+
 
 def _policy_violation(table: Table, *, using: bool = False) -> LedgerbaseError:
     """PostgreSQL's error for a row a policy does not allow to be written."""

@@ -94,10 +94,14 @@ def test_consistency_between_every_checkpoint(server: RunningServer) -> None:
 
 def test_a_row_history_proves_the_row_a_client_holds(server: RunningServer) -> None:
     with httpx.Client(base_url=server.url, headers=server.headers("service_role")) as client:
-        row = client.post("/rest/v1/accounts", json={"owner": "cy", "balance": 3},
-                          headers={"Prefer": "return=representation"}).json()[0]
-        changed = client.patch(f"/rest/v1/accounts?id=eq.{row['id']}", json={"balance": 4},
-                               headers={"Prefer": "return=representation"}).json()[0]
+        created = client.post("/rest/v1/accounts", json={"owner": "cy", "balance": 3},
+                              headers={"Prefer": "return=representation"})
+        row = created.json()[0]
+        patched = client.patch(f"/rest/v1/accounts?id=eq.{row['id']}", json={"balance": 4},
+                               headers={"Prefer": "return=representation"})
+        changed = patched.json()[0]
+        # a write that returns its rows says which entry it made
+        assert int(patched.headers["ledger-seq"]) == int(created.headers["ledger-seq"]) + 1
         start, _, _ = _checkpoint(client, 1)
         _checkpoint(client, start + 0)
         deadline = time.monotonic() + 15
@@ -108,6 +112,7 @@ def test_a_row_history_proves_the_row_a_client_holds(server: RunningServer) -> N
             time.sleep(0.05)
         first, last = history["versions"]
         assert (first["entry"]["op"], last["entry"]["op"]) == ("insert", "update")
+        assert (first["seq"], last["seq"]) == (int(created.headers["ledger-seq"]), int(patched.headers["ledger-seq"]))
         # what the client holds, with the salt, gives the digest the log committed to
         assert last["entry"]["digest"] == row_digest(base64.b64decode(last["salt"]), changed)
         assert first["entry"]["digest"] == row_digest(base64.b64decode(first["salt"]), row)
@@ -129,3 +134,19 @@ def test_bad_ledger_requests_are_json_errors(server: RunningServer, path: str) -
     reply = httpx.get(f"{server.url}/ledger/v1/{path}")
     assert 400 <= reply.status_code < 500
     assert {"code", "message"} <= set(reply.json())
+
+
+def test_metrics_show_the_ledger(server: RunningServer) -> None:
+    with httpx.Client(base_url=server.url, headers=server.headers("service_role")) as client:
+        size, _, _ = _checkpoint(client, 1)
+        deadline = time.monotonic() + 10
+        while True:
+            text = client.get("/metrics").text
+            values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                      if line.startswith("ledgerbase_ledger_")}
+            if values.get("ledgerbase_ledger_entries", 0) >= size or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert values["ledgerbase_ledger_entries"] >= size
+        assert values["ledgerbase_ledger_last_checkpoint_timestamp_seconds"] > time.time() - 600
+        assert "ledgerbase_ledger_integration_lag_seconds" in values and "ledgerbase_ledger_pending_changes" in values
