@@ -16,10 +16,10 @@ from ledgerbase.auth.keys import Claims
 from ledgerbase.auth.policies import Command, Guards, PolicySet, Predicate
 from ledgerbase.db.context import RequestContext
 from ledgerbase.db.engine import Database, Transaction
-from ledgerbase.ledger.capture import LedgerMark
 from ledgerbase.db.schema import Column, SchemaCache, Table
 from ledgerbase.db.values import coerce_json, coerce_text, to_sqlite
 from ledgerbase.errors import AuthError, LedgerbaseError, UnavailableError
+from ledgerbase.ledger.capture import LedgerMark
 from ledgerbase.rest import mutate
 from ledgerbase.rest.compile import Statement, compile_planned_count, compile_read
 from ledgerbase.rest.exchange import Incoming, Reply
