@@ -49,6 +49,8 @@ def serve(
     lines = [
         f"Ledgerbase {__version__} on {settings.resolved_database_url()}",
         f"  REST API:     {base}/rest/v1/",
+        f"  Auth:         {base}/auth/v1/",
+        f"  Ledger:       {base}/ledger/v1/checkpoint",
         f"  Health:       {base}/health/ready",
         f"  Metrics:      {base}/metrics",
         f"  anon key:     {keys['anon']}",
