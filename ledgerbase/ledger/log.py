@@ -131,7 +131,8 @@ class Queries:
 class Ledger:
     """The ledger of one database: its integrator and its reads."""
 
-    def __init__(self, database: Database, signer: Signer, origin: str, *, interval: float = 1.0) -> None:
+    def __init__(self, database: Database, signer: Signer, origin: str, *, interval: float = 1.0,
+                 keep_row_data: int = 10_000) -> None:
         self.database = database
         self.signer = signer
         self.origin = origin
@@ -140,6 +141,10 @@ class Ledger:
         self._edge: tiles.TreeEdge | None = None
         self._task: asyncio.Task[None] | None = None
         self.head: Head | None = None
+        # a change keeps its row's JSON until this many later entries are published (change
+        # feeds read it); then only the digest and salt remain
+        self.keep_row_data = keep_row_data
+        self._forgotten = 0
         # for /metrics, refreshed every round: changes numbered, and since when some wait
         self.numbered = 0
         self.waiting_since: float | None = None
@@ -237,14 +242,16 @@ class Ledger:
             for index, (width, data) in bundles.items():
                 await tx.fetch_all(queries.put_bundle, (index, width, data))
             await tx.fetch_all(queries.put_state, (new_size, grown.root, checkpoint, published))
-            # the rows' data served its purpose (the digest); the live tables keep it
-            await tx.fetch_all(queries.forget_rows, (size, new_size))
+            # the rows' data served its purpose (the digest, change feeds); the live tables keep it
+            if new_size - self.keep_row_data > self._forgotten:
+                await tx.fetch_all(queries.forget_rows, (self._forgotten, new_size - self.keep_row_data))
             return True
 
         if not await self.database.write(work):
             self._edge = None
             return 0
         self._edge = grown.edge
+        self._forgotten = max(self._forgotten, new_size - self.keep_row_data)
         self.head = Head(new_size, grown.root, checkpoint, now)
         return len(entries)
 
