@@ -208,17 +208,10 @@ def auth_users_table(columns: Sequence[Column]) -> Table:
 # "insert" changes (seed rows of a migration, rows that existed before Ledgerbase), so
 # the ledger covers every live row and `ledger verify --database` starts clean.
 
-_POSTGRES_UNCAPTURED = """
-SELECT n.nspname, c.relname,
-       coalesce((SELECT array_agg(a.attname ORDER BY k.i) FROM pg_constraint p
-                 CROSS JOIN unnest(p.conkey) WITH ORDINALITY AS k(attnum, i)
-                 JOIN pg_attribute a ON a.attrelid = p.conrelid AND a.attnum = k.attnum
-                 WHERE p.conrelid = c.oid AND p.contype = 'p'), ARRAY[]::name[])
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND (n.nspname = 'public' OR (n.nspname = 'auth' AND c.relname = 'users'))
-  AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'ledgerbase_capture')
-ORDER BY 1, 2
-"""
+# the captured tables that have no capture trigger yet
+_POSTGRES_UNCAPTURED = POSTGRES_CAPTURED_TABLES.replace(
+    "\nORDER BY", "\n  AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid "
+    "AND t.tgname = 'ledgerbase_capture')\nORDER BY")
 
 
 def postgres_adoption(schema: str, table: str, key: Sequence[str]) -> tuple[str, str]:
