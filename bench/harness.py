@@ -26,7 +26,11 @@ CORE_WORKLOADS = (*READ_WORKLOADS, "insert")
 RLS_PAIRS = (("user_get_by_id", "rls_get_by_id"), ("user_list", "rls_list"))
 USER_WORKLOADS = tuple(workload for pair in RLS_PAIRS for workload in pair)
 SIGN_IN = "sign_in"
-WORKLOADS = (*CORE_WORKLOADS, *USER_WORKLOADS, SIGN_IN)
+# Writes timed on the same server with the ledger on and off (LEDGERBASE_LEDGER_ENABLED).
+LEDGER_WORKLOADS = ("ledger_insert", "ledger_update")
+WORKLOADS = (*CORE_WORKLOADS, *USER_WORKLOADS, *LEDGER_WORKLOADS, SIGN_IN)
+# Workloads sent by another workload's wrk script (the default is the workload's own name).
+WRK_SCRIPTS = {"ledger_insert": "insert", "ledger_update": "update"}
 WORKLOAD_TITLES = {
     "fixed": "fixed JSON",
     "get_by_id": "get by id",
@@ -38,6 +42,9 @@ WORKLOAD_TITLES = {
     "user_list": "list of 20 as a user, no RLS",
     "rls_list": "list of 20 as a user, RLS",
     SIGN_IN: "sign-in with a password",
+    "ledger_insert": "single-row insert",
+    "ledger_update": "single-row update by id",
+    "ledger_proofs": "ledger proofs",
 }
 # Any server of the run answers this once it is up (PostgREST without the prefix).
 READY_PATH = "/posts?select=id&limit=1"
@@ -49,8 +56,11 @@ CHECK_REQUESTS: dict[str, tuple[str, str]] = {
                              "&order=score.desc&limit=20"),
     "embed": ("GET", "/posts?select=id,title,authors(name)&limit=20"),
     "insert": ("POST", "/posts"),
+    "ledger_insert": ("POST", "/posts"),
+    "ledger_update": ("PATCH", "/posts?id=eq.4242"),
 }
 INSERT_BODY = b'{"author_id":1,"title":"x","score":1}'
+UPDATE_BODY = b'{"score":1}'
 # The columns of posts and private_posts, as select=* answers them.
 POST_COLUMNS = {"id", "author_id", "title", "score", "published", "created_at", "user_id"}
 
@@ -78,6 +88,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     note: str = ""
     script: str | None = None  # one wrk script for every workload slot (the fixed baseline)
+    ledger_url: str = ""  # its database, when its ledger's lag is sampled (ledger on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +106,8 @@ class Measurement:
     other_cpu: float = 0.0  # cores busy with anything but the servers and wrk meanwhile
     round: int = 1
     server_cpu: float = 0.0  # cores the servers kept busy meanwhile (PostgreSQL not included)
+    lag_max_s: float | None = None  # ledger on: the oldest unpublished change's largest age
+    lag_drain_s: float | None = None  # ledger on: seconds after wrk until every change published
 
     @property
     def rps(self) -> float:
@@ -219,20 +232,22 @@ def check(running: Running, workload: str) -> tuple[Check, Any]:
     method, path = CHECK_REQUESTS[workload]
     url = running.base_url + server.prefix + path
     try:
-        if method == "POST":
-            response = httpx.post(url, content=INSERT_BODY, timeout=10.0, headers={
-                **auth_headers(server.keys.write), "Content-Type": "application/json",
-                "Prefer": "return=minimal"})
+        if method in ("POST", "PATCH"):
+            response = httpx.request(
+                method, url, content=INSERT_BODY if method == "POST" else UPDATE_BODY,
+                timeout=10.0, headers={**auth_headers(server.keys.write),
+                                       "Content-Type": "application/json",
+                                       "Prefer": "return=minimal"})
         else:
             response = httpx.get(url, timeout=10.0, headers=auth_headers(server.keys.read))
     except httpx.HTTPError as error:
         return Check(server.name, workload, False, None, f"{method} {path}: {error!r}"), None
-    expected = 201 if method == "POST" else 200
+    expected = {"POST": 201, "PATCH": 204}.get(method, 200)
     body = response.text[:300].replace("\n", " ")
     detail = f"{method} {path} -> {response.status_code} {body}"
     if response.status_code != expected:
         return Check(server.name, workload, False, response.status_code, detail), None
-    if method == "POST" or workload == "fixed":
+    if method != "GET" or workload == "fixed":
         return Check(server.name, workload, True, response.status_code, detail), None
     try:
         answer = response.json()
@@ -287,7 +302,7 @@ def run_wrk(running: Running, workload: str, connections: int, seconds: float, *
     """
     others = others or [running]
     server = running.server
-    script = server.script or workload
+    script = server.script or WRK_SCRIPTS.get(workload, workload)
     env = {**os.environ, **(env or {}), "LUA_PATH": f"{WRK_DIR}/?.lua;;",
            "BENCH_PREFIX": server.prefix, "BENCH_READ_KEY": server.keys.read,
            "BENCH_WRITE_KEY": server.keys.write}

@@ -18,6 +18,7 @@ from typing import Any
 
 from harness import (
     CORE_WORKLOADS,
+    LEDGER_WORKLOADS,
     READ_WORKLOADS,
     RLS_PAIRS,
     SIGN_IN,
@@ -39,10 +40,21 @@ TARGET_P99_CONNECTIONS = 64
 DISTURBED_CPU = 0.2
 # --workers 2 on PostgreSQL counts as scaling reads when it serves this much more.
 TARGET_SCALING = 1.2
+# The ledger: writes with it on as a ratio to the same server with it off; integrator
+# leaves per second on one core; the oldest unpublished change's age under the write load;
+# proof latency (p99, one request at a time) on the large log; `ledger verify --url` time.
+TARGET_LEDGER_RATIO = 0.85
+TARGET_LEAVES_PER_S = 20_000
+TARGET_LAG_S = 2.0
+TARGET_PROOF_MS = 5.0
+TARGET_PROOF_SIZE = 1_000_000
+TARGET_VERIFY_S = 120.0
 
 FIXED = "fixed"
 HANDWRITTEN = "handwritten"
 OURS_SQLITE = "ledgerbase-sqlite"
+OURS_SQLITE_OFF = "ledgerbase-sqlite-off"
+OURS_PG_OFF = "ledgerbase-pg-off"
 POSTGREST = "postgrest"
 
 
@@ -64,6 +76,10 @@ class Report:
     postgres_servers: list[str] = field(default_factory=list)
     # workloads timed at other connection counts than the run's (sign-in: the lowest)
     connections_of: dict[str, list[int]] = field(default_factory=dict)
+    # (ledger on, ledger off, database) servers timed on the ledger workloads
+    ledger_pairs: list[tuple[str, str, str]] = field(default_factory=list)
+    # bench/ledger.py's figures: "builds", "proofs", "verify" (lists of dicts)
+    ledger: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def find(self, server: str, workload: str, connections: int) -> Measurement | None:
         """The measurement of the median round (by req/s), or None."""
@@ -154,7 +170,145 @@ def targets(report: Report, connections: list[int], scaling_pair: tuple[str, str
                     f"| PostgreSQL {WORKLOAD_TITLES[workload]}: {more.rsplit('-w', 1)[-1]} "
                     f"workers ≥ {TARGET_SCALING} × 1 worker | {conns} "
                     f"| {fmt_ratio(got)} | {mark(passed)} |")
+    return lines + ledger_targets(report, connections)
+
+
+def ledger_targets(report: Report, connections: list[int]) -> list[str]:
+    """Target rows of the ledger (none when the run did not time it)."""
+    lines = []
+    for on, off, database in report.ledger_pairs:
+        for workload in LEDGER_WORKLOADS:
+            for conns in connections:
+                got = ratio(report.find(on, workload, conns), report.find(off, workload, conns))
+                if got is None:
+                    continue
+                lines.append(f"| {database} {WORKLOAD_TITLES[workload]}: ledger on ≥ "
+                             f"{TARGET_LEDGER_RATIO} × ledger off | {conns} | {fmt_ratio(got)} "
+                             f"| {mark(got >= TARGET_LEDGER_RATIO)} |")
+    for on, _off, database in report.ledger_pairs:
+        lags = [m for m in report.measurements if m.server == on and m.lag_max_s is not None]
+        if lags:
+            worst = max(lags, key=lambda m: m.lag_max_s or 0.0)
+            lag = worst.lag_max_s or 0.0
+            lines.append(f"| {database} integrator lag < {TARGET_LAG_S:g} s at the API's write rate "
+                         f"(max over the ledger workloads) | {worst.connections} | {lag:.2f} s "
+                         f"({WORKLOAD_TITLES[worst.workload]}) | {mark(lag < TARGET_LAG_S)} |")
+    for built in report.ledger.get("builds", []):
+        lines.append(f"| {db_label(built['database'])} integrator ≥ {TARGET_LEAVES_PER_S:,} leaves/s "
+                     f"on one core | - | {built['leaves_per_second']:,.0f} "
+                     f"| {mark(built['leaves_per_second'] >= TARGET_LEAVES_PER_S)} |")
+    for proof in report.ledger.get("proofs", []):
+        passed = proof["p99_ms"] < TARGET_PROOF_MS and proof["size"] >= TARGET_PROOF_SIZE
+        lines.append(f"| {db_label(proof['database'])} {proof['proof']} proof p99 < "
+                     f"{TARGET_PROOF_MS:g} ms at {TARGET_PROOF_SIZE:,} entries | 1 "
+                     f"| {proof['p99_ms']:.2f} ms at {proof['size']:,} "
+                     f"| {mark(passed) if proof['size'] >= TARGET_PROOF_SIZE else 'n/a (smaller log)'} |")
+    for verify in report.ledger.get("verify", []):
+        seconds = verify.get("seconds")
+        measured = "not timed" if seconds is None else f"{seconds:.1f} s at {verify['size']:,}"
+        passed = None if seconds is None else bool(verify.get("ok")) and seconds < TARGET_VERIFY_S
+        lines.append(f"| {db_label(verify['database'])} `ledgerbase ledger verify --url` < "
+                     f"{TARGET_VERIFY_S / 60:g} min | - | {measured} | {mark(passed)} |")
     return lines
+
+
+def fmt_rps(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def db_label(name: str) -> str:
+    return {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(name, name)
+
+
+def ledger_section(report: Report, connections: list[int]) -> list[str]:
+    """The Ledger section: writes with the ledger on and off, lag, integrator, proofs."""
+    if not report.ledger_pairs and not report.ledger:
+        return []
+    out = ["", "## Ledger", "",
+           "Every write through the API is captured into the ledger's changes table in its "
+           "transaction; the integrator turns changes into entries, tiles and a signed "
+           "checkpoint (at most one per second). *lag max*: the largest age, sampled every "
+           "0.1 s from the tables, of the oldest change committed but not yet in a published "
+           "checkpoint, during the load and until the ledger caught up; *caught up*: seconds "
+           "after the load ended until every change was published.", ""]
+    rows = []
+    for on, off, database in report.ledger_pairs:
+        for workload in LEDGER_WORKLOADS:
+            for conns in connections:
+                a, b = report.find(on, workload, conns), report.find(off, workload, conns)
+                if a is None and b is None:
+                    continue
+                rows.append(
+                    f"| {database} | {WORKLOAD_TITLES[workload]} | {conns} "
+                    f"| {'n/a' if a is None else f'{a.rps:,.0f}'} "
+                    f"| {'n/a' if b is None else f'{b.rps:,.0f}'} | {fmt_ratio(ratio(a, b))} "
+                    f"| {'n/a' if a is None else f'{a.p99_ms:.1f}'} "
+                    f"| {'n/a' if b is None else f'{b.p99_ms:.1f}'} "
+                    f"| {'n/a' if a is None or a.lag_max_s is None else f'{a.lag_max_s:.2f}'} "
+                    f"| {'n/a' if a is None or a.lag_drain_s is None else f'{a.lag_drain_s:.1f}'} "
+                    f"| {max(a.other_cpu if a else 0, b.other_cpu if b else 0):.2f} |")
+    if rows:
+        out += ["| database | workload | conns | ledger on req/s | ledger off req/s | on ÷ off "
+                "| on p99 ms | off p99 ms | lag max s | caught up s | other CPU |",
+                "|" + "---|" * 11, *rows]
+    if builds := report.ledger.get("builds"):
+        out += ["", "The integrator alone (bench/ledger.py): N changes shaped like captured "
+                "`posts` inserts written into the changes table with SQL, then "
+                "`Ledger.integrate` called until all are in the tree (batches of 10,000: "
+                "read changes, canonical JSON entries and row digests, leaf hashes, tiles, "
+                "entry bundles, signed checkpoint, one write transaction each), the process "
+                "pinned to one core (PostgreSQL's own processes not pinned).", "",
+                "| database | entries | fill with SQL s | integrate s | leaves/s | batch p50 ms "
+                "| batch max ms | cores |", "|" + "---|" * 8]
+        out += [f"| {db_label(b['database'])} | {b['entries']:,} | {b['fill_seconds']:.1f} "
+                f"| {b['integrate_seconds']:.1f} | {b['leaves_per_second']:,.0f} "
+                f"| {b['batch_ms_p50']:.0f} | {b['batch_ms_max']:.0f} | {b['cpus']} |"
+                for b in builds]
+    if proofs := report.ledger.get("proofs"):
+        out += ["", "Proofs served by `ledgerbase serve` on that log: random arguments "
+                "(inclusion: a tree size up to the log's and an index below it; consistency: "
+                "two sizes), asked one at a time with httpx (latency seen by the client, "
+                "loopback HTTP included), then with wrk at 16 connections.", "",
+                "| database | proof | log size | requests | p50 ms | p99 ms | max ms | errors "
+                "| wrk -c16 req/s | wrk p99 ms |", "|" + "---|" * 10]
+        out += [f"| {db_label(p['database'])} | {p['proof']} | {p['size']:,} | {p['requests']} "
+                f"| {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | {p['max_ms']:.2f} | {p['errors']} "
+                f"| {fmt_rps(p.get('rps'))} "
+                f"| {p.get('wrk_p99_ms', 0):.1f} |" for p in proofs]
+    if report.ledger.get("verify"):
+        out.append("")
+    for verify in report.ledger.get("verify", []):
+        seconds = verify.get("seconds")
+        out.append(f"- `ledgerbase ledger verify --url` on the {db_label(verify['database'])} "
+                   f"log of {verify['size']:,}: "
+                   + (verify["detail"] if seconds is None else
+                      f"{seconds:.1f} s, {'ok' if verify.get('ok') else 'failed'}: "
+                      f"`{verify['detail']}`"))
+    return out
+
+
+def merge_ledger(old_text: str, report: Report, connections: list[int]) -> str:
+    """``old_text`` (an earlier run's RESULTS.md) with its Ledger section replaced by this run's,
+    which then carries its own run facts and target rows."""
+    section_lines = ledger_section(report, connections)
+    if not section_lines:
+        return old_text
+    facts = [f"Measured in a separate run, `{report.command}` ({report.started}, commit "
+             f"`{report.commit}`, {report.machine.get('background load', '')}), not in the run "
+             "above; its targets:", "", "| target | conns | measured | result |",
+             "|---|---|---|---|", *ledger_targets(report, connections), ""]
+    section_lines = section_lines[:3] + facts + section_lines[3:]
+    body = "\n".join(section_lines).strip() + "\n"
+    if not old_text.strip():
+        return "# Benchmark results\n\n" + body
+    if section(old_text, "Ledger"):
+        return re.sub(r"^## Ledger\n.*?(?=^## |\Z)", lambda _: body + "\n", old_text,
+                      count=1, flags=re.MULTILINE | re.DOTALL)
+    # before the Servers section, where a full run renders it
+    match = re.search(r"^## (Servers|Answer checks)\n", old_text, re.MULTILINE)
+    if match is None:
+        return old_text.rstrip() + "\n\n" + body
+    return old_text[:match.start()] + body + "\n" + old_text[match.start():]
 
 
 def rls_table(report: Report, connections: list[int]) -> list[str]:
@@ -221,7 +375,9 @@ def render(report: Report, connections: list[int],
             f"app on the same workload; the same query as a user on the table with row-level "
             "security as a ratio to the table without it; p99 at "
             f"{TARGET_P99_CONNECTIONS} connections; on PostgreSQL, reads with more workers as a "
-            "ratio to one worker.", ""]
+            "ratio to one worker. The ledger (when timed): writes with it on as a ratio to the same "
+            "server with it off, per database; integrator lag, integrator leaves per second and "
+            "proof latency (see Ledger).", ""]
     out += targets(report, connections, scaling_pair)
     out += ["", "## SQLite", "",
             "Same data and core for every server. Ratios: this server's req/s divided by the "
@@ -247,6 +403,7 @@ def render(report: Report, connections: list[int],
                 "into its SQL; on PostgreSQL it applies natively (Ledgerbase and PostgREST run "
                 "the request as role `authenticated` with the claims set).", "", *rls]
     out += sign_in_section(report, connections)
+    out += ledger_section(report, connections)
     described = [f"- {report.labels.get(name, name)}: {text}"
                  for name, text in report.server_notes.items() if text]
     if described:
@@ -273,7 +430,7 @@ def render(report: Report, connections: list[int],
 # -- results.json: keep a run, render it again -------------------------------------------
 
 GENERATED_SECTIONS = {"Targets", "SQLite", "PostgreSQL", "Row-level security", "Sign-in",
-                      "Servers", "Answer checks", "Notes"}
+                      "Ledger", "Servers", "Answer checks", "Notes"}
 MACHINE_KEYS = {"machine", "software", "PostgreSQL", "PostgREST", "background load"}
 
 
@@ -354,6 +511,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Render a run's RESULTS.md again.")
     parser.add_argument("run_dir", type=Path, help="bench/out/run-...")
     parser.add_argument("--output", type=Path, help="default: RUN_DIR/RESULTS.md")
+    parser.add_argument("--merge-ledger", action="store_true",
+                        help="write only the run's Ledger section into OUTPUT, keeping the rest")
     args = parser.parse_args(argv)
     output = args.output or args.run_dir / "RESULTS.md"
     old_run_text = (args.run_dir / "RESULTS.md").read_text() \
@@ -361,6 +520,10 @@ def main(argv: list[str] | None = None) -> None:
     old_output_text = output.read_text() if output.exists() else ""
     data = json.loads((args.run_dir / "results.json").read_text())
     report, connections, scaling = from_json(data, old_run_text or old_output_text)
+    if args.merge_ledger:
+        output.write_text(merge_ledger(old_output_text, report, connections))
+        print(f"wrote the Ledger section into {output}")
+        return
     output.write_text(render(report, connections, scaling,
                              extra=hand_written_sections(old_output_text)))
     print(f"wrote {output}")

@@ -27,25 +27,30 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import jwt
+import ledger as bench_ledger
 import machine
 import report as rp
 import users as bench_users
 from harness import (
     BENCH_DIR,
     CORE_WORKLOADS,
+    LEDGER_WORKLOADS,
     READ_WORKLOADS,
     RLS_PAIRS,
     SIGN_IN,
     USER_WORKLOADS,
     WORKLOADS,
+    Check,
     Keys,
+    Measurement,
     Running,
     Server,
     busy_cpu,
@@ -58,7 +63,10 @@ from harness import (
 PYTHON = Path(sys.executable)
 LEDGERBASE = PYTHON.parent / "ledgerbase"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-WORKLOAD_GROUPS = {"core": CORE_WORKLOADS, "rls": USER_WORKLOADS, "sign_in": (SIGN_IN,)}
+WORKLOAD_GROUPS = {"core": CORE_WORKLOADS, "rls": USER_WORKLOADS, "sign_in": (SIGN_IN,),
+                   "ledger": LEDGER_WORKLOADS}
+LEDGER_OFF = {"LEDGERBASE_LEDGER_ENABLED": "false"}
+PROOF_REQUESTS = 300  # proofs of each kind asked one at a time on the large log
 RLS_USERS = 100  # owners the RLS workloads rotate through (of load.py's 1,000)
 SIGN_IN_ACCOUNTS = 20
 # Sign-in is timed as the work it is, not as the rate limiter's 429 answers.
@@ -73,10 +81,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="3 s measurements, 1 s warm-up")
     parser.add_argument("--connections", default="16,64",
                         help="comma-separated wrk -c values (sign-in: the lowest only)")
-    parser.add_argument("--workloads", default="core,rls,sign_in",
+    parser.add_argument("--workloads", default="core,rls,sign_in,ledger",
                         help="comma-separated workloads or groups: core (" +
                              ", ".join(CORE_WORKLOADS) + "), rls (" + ", ".join(USER_WORKLOADS) +
-                             "), sign_in")
+                             "), sign_in, ledger (" + ", ".join(LEDGER_WORKLOADS) + " with the "
+                             "ledger on and off, integrator lag; and, unless --ledger-entries 0, "
+                             "a log of that many entries built and integrated, then proofs "
+                             "served from it)")
+    parser.add_argument("--ledger-entries", type=int, default=None,
+                        help="entries of the large log (default 1,000,000; --quick 100,000; "
+                             "0: none)")
+    parser.add_argument("--merge-ledger", action="store_true",
+                        help="write only this run's Ledger section into --results, keeping the "
+                             "rest of that file (an earlier run's); for a run of --workloads "
+                             "ledger")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the interleaved measurements; the report keeps each "
                              "figure's median round")
@@ -102,6 +120,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3.0, 1.0
+    if args.ledger_entries is None:
+        args.ledger_entries = 100_000 if args.quick else 1_000_000
     args.connections = [int(c) for c in args.connections.split(",")]
     args.workers = [int(w) for w in args.workers.split(",")]
     chosen: set[str] = set()
@@ -184,6 +204,8 @@ class Run:
                              "authenticated, minted with the run's secret)"}
                    if set(USER_WORKLOADS) & set(args.workloads) else {}),
                 **({"sign-in": sign_in_settings()} if SIGN_IN in args.workloads else {}),
+                **({"ledger": ledger_settings(args)} if set(LEDGER_WORKLOADS) & set(args.workloads)
+                   else {}),
             })
         self.report.connections_of[SIGN_IN] = [min(args.connections)]
 
@@ -274,11 +296,21 @@ class Run:
             rp.OURS_SQLITE, "ledgerbase serve (SQLite)", "sqlite",
             [str(LEDGERBASE), "serve", "--host", "127.0.0.1", "--port", "{port}", "--database",
              url], self.selected(*WORKLOADS), args.server_cpus, self.ledgerbase_keys(),
-            env=self.ledgerbase_env,
+            env=self.ledgerbase_env, ledger_url=url,
             note="`ledgerbase serve --database sqlite:///…`, default settings but the sign-in "
                  "rate limits (off); anon key for reads, service_role key for inserts, users' "
                  "tokens for the user workloads"))
         self.report.sqlite_servers.append(rp.OURS_SQLITE)
+        if ledger := self.selected(*LEDGER_WORKLOADS):
+            off = f"sqlite:///{sqlite_copy(master, rp.OURS_SQLITE_OFF)}"
+            servers.append(Server(
+                rp.OURS_SQLITE_OFF, "ledgerbase serve (SQLite), ledger off", "sqlite",
+                [str(LEDGERBASE), "serve", "--host", "127.0.0.1", "--port", "{port}",
+                 "--database", off], ledger, args.server_cpus, self.ledgerbase_keys(),
+                env={**self.ledgerbase_env, **LEDGER_OFF},
+                note="the same as `ledgerbase serve (SQLite)` with LEDGERBASE_LEDGER_ENABLED=false "
+                     "(no capture triggers, no integrator); ledger workloads only"))
+            self.report.ledger_pairs.append((rp.OURS_SQLITE, rp.OURS_SQLITE_OFF, "SQLite"))
         return servers
 
     def postgres_servers(self) -> list[Server]:
@@ -333,14 +365,28 @@ class Run:
             if workers > 1 and len(spare) < workers:
                 note += f" (only {ncpu} cores here, so the workers share wrk's core)"
             name = f"ledgerbase-pg-w{workers}"
+            # the ledger workloads: the first --workers value only, beside its ledger-off twin
+            first = workers == args.workers[0]
+            url = self.pg_copy(template)
             servers.append(Server(
                 name, f"ledgerbase serve (PostgreSQL, {workers} worker"
                       f"{'s' if workers > 1 else ''})", "postgresql",
                 [str(LEDGERBASE), "serve", "--host", "127.0.0.1", "--port", "{port}",
-                 "--database", self.pg_copy(template), "--workers", str(workers)],
-                self.selected(*WORKLOADS), cpus, self.ledgerbase_keys(), env=self.ledgerbase_env,
-                note=note))
+                 "--database", url, "--workers", str(workers)],
+                tuple(w for w in self.selected(*WORKLOADS) if first or w not in LEDGER_WORKLOADS),
+                cpus, self.ledgerbase_keys(), env=self.ledgerbase_env, note=note,
+                ledger_url=url if first else ""))
             self.report.postgres_servers.append(name)
+            if first and (ledger := self.selected(*LEDGER_WORKLOADS)):
+                servers.append(Server(
+                    rp.OURS_PG_OFF, f"ledgerbase serve (PostgreSQL, {workers} worker"
+                                    f"{'s' if workers > 1 else ''}), ledger off", "postgresql",
+                    [str(LEDGERBASE), "serve", "--host", "127.0.0.1", "--port", "{port}",
+                     "--database", self.pg_copy(template), "--workers", str(workers)],
+                    ledger, cpus, self.ledgerbase_keys(), env={**self.ledgerbase_env, **LEDGER_OFF},
+                    note=f"the same as `{name}` with LEDGERBASE_LEDGER_ENABLED=false (its "
+                         "sessions do not turn capture on, no integrator); ledger workloads only"))
+                self.report.ledger_pairs.append((name, rp.OURS_PG_OFF, "PostgreSQL"))
         if 1 in args.workers and len(args.workers) > 1:
             self.scaling = ("ledgerbase-pg-w1", f"ledgerbase-pg-w{max(args.workers)}")
         return servers
@@ -453,6 +499,8 @@ class Run:
         started: list[tuple[Running, list[str]]] = []
         try:
             for server in servers:
+                if not server.workloads:
+                    continue  # nothing of this run's --workloads is timed on it
                 if (result := self.start(server)) is not None:
                     started.append(result)
             everyone = [running for running, _ in started]
@@ -489,21 +537,147 @@ class Run:
         server = running.server
         suffix = f"-r{round_number}" if self.args.rounds > 1 else ""
         try:
-            m = run_wrk(running, workload, conns, self.args.duration, cpus=self.args.wrk_cpus,
-                        threads=self.args.threads, others=everyone, env=self.wrk_env,
-                        output=self.dir / "wrk" / f"{workload}-c{conns}-{server.name}{suffix}.txt")
+            if workload in LEDGER_WORKLOADS and server.ledger_url:
+                m = self.with_lag(running, workload, conns, everyone,
+                                  self.dir / "wrk" / f"{workload}-c{conns}-{server.name}{suffix}.txt")
+            else:
+                m = run_wrk(running, workload, conns, self.args.duration, cpus=self.args.wrk_cpus,
+                            threads=self.args.threads, others=everyone, env=self.wrk_env,
+                            output=self.dir / "wrk" / f"{workload}-c{conns}-{server.name}{suffix}.txt")
         except (RuntimeError, subprocess.TimeoutExpired) as error:
             self.note(f"{server.label} / {workload} / {conns} connections: {error}")
             return
         m = replace(m, round=round_number)
         self.report.measurements.append(m)
+        lag = "" if m.lag_max_s is None else f"  lag max {m.lag_max_s:.2f} s"
         print(f"  {server.name:<20} {workload:<15} {m.rps:>9,.0f} req/s  p50 {m.p50_ms:6.2f} ms  "
-              f"p99 {m.p99_ms:7.2f} ms  errors {m.errors}  other CPU {m.other_cpu:.2f}",
+              f"p99 {m.p99_ms:7.2f} ms  errors {m.errors}  other CPU {m.other_cpu:.2f}{lag}",
               flush=True)
         if m.errors:
             self.note(f"{server.label} / {workload} / {conns} connections: {m.errors} errors "
                       f"(non-2xx answers, timeouts or socket errors) in {m.requests} requests; "
                       f"wrk output in bench/out/{self.dir.name}/wrk/")
+
+    def with_lag(self, running: Running, workload: str, conns: int, everyone: list[Running],
+                 output: Path) -> Measurement:
+        """run_wrk while sampling the server's integrator lag, then until the ledger caught up."""
+        url = running.server.ledger_url
+        with bench_ledger.LagSampler(url) as sampler:
+            m = run_wrk(running, workload, conns, self.args.duration, cpus=self.args.wrk_cpus,
+                        threads=self.args.threads, others=everyone, env=self.wrk_env,
+                        output=output)
+            ended = time.monotonic()
+            drained = None
+            while time.monotonic() - ended < 60 and not sampler.error:
+                time.sleep(0.1)
+                if sampler.samples and sampler.samples[-1][1] == sampler.samples[-1][2]:
+                    drained = time.monotonic() - ended
+                    break
+        if sampler.error:
+            self.note(f"{running.server.label} / {workload}: lag not sampled ({sampler.error})")
+            return m
+        if drained is None:
+            self.note(f"{running.server.label} / {workload} / {conns} connections: the ledger had "
+                      "not caught up 60 s after the load ended")
+        return replace(m, lag_max_s=sampler.max_lag, lag_drain_s=drained)
+
+    # -- the ledger's own costs ------------------------------------------------------------
+
+    def large_logs(self) -> None:
+        """Build a log of --ledger-entries entries per database, time its integration, then
+        serve it and time proofs (and `ledgerbase ledger verify --url` when it exists)."""
+        args = self.args
+        if not set(LEDGER_WORKLOADS) & set(args.workloads) or not args.ledger_entries \
+                or self.missing:
+            return
+        urls = [("SQLite", f"sqlite:///{self.data_dir / 'ledger-large.db'}")]
+        if not args.no_postgres and self.report.machine.get("PostgreSQL"):
+            name = f"{self.pg_databases[0]}_ledger"
+            asyncio.run(machine.pg_execute(self.pg_maintenance, f'create database "{name}"'))
+            self.pg_databases.append(name)
+            urls.append(("PostgreSQL", machine.with_database(self.pg_maintenance, name)))
+        for label, url in urls:
+            print(f"\n== ledger: {args.ledger_entries:,} entries on {label} "
+                  f"(taskset -c {args.server_cpus})", flush=True)
+            data_dir = self.dir / f"ledger-{label.lower()}"
+            done = subprocess.run(
+                ["taskset", "-c", args.server_cpus, str(PYTHON), str(BENCH_DIR / "ledger.py"),
+                 "build", "--database", url, "--entries", str(args.ledger_entries),
+                 "--data-dir", str(data_dir)], capture_output=True, text=True, env=self.env,
+                timeout=3600)
+            (self.dir / "logs" / f"ledger-build-{label.lower()}.log").write_text(
+                done.stdout + done.stderr)
+            line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_LEDGER ")), "")
+            if done.returncode != 0 or not line:
+                self.note(f"ledger build on {label} failed: {last_lines(done.stdout + done.stderr)}")
+                continue
+            built = json.loads(line.removeprefix("BENCH_LEDGER "))
+            self.report.ledger.setdefault("builds", []).append(built)
+            print(f"  integrated {built['entries']:,} entries in {built['integrate_seconds']:.1f} s: "
+                  f"{built['leaves_per_second']:,.0f} leaves/s", flush=True)
+            self.serve_large_log(label, url, data_dir, int(built["entries"]))
+
+    def serve_large_log(self, label: str, url: str, data_dir: Path, size: int) -> None:
+        args = self.args
+        name = f"ledgerbase-{'pg' if label == 'PostgreSQL' else 'sqlite'}-large-log"
+        server = Server(
+            name, f"ledgerbase serve ({label}, {size:,}-entry log)", label.lower(),
+            [str(LEDGERBASE), "serve", "--host", "127.0.0.1", "--port", "{port}", "--database",
+             url], (), args.server_cpus, self.ledgerbase_keys(),
+            env={**self.ledgerbase_env, "LEDGERBASE_DATA_DIR": str(data_dir),
+                 "LEDGERBASE_LEDGER_ORIGIN": bench_ledger.ORIGIN},
+            note=f"`ledgerbase serve --database …` on the log built by bench/ledger.py; proofs "
+                 f"asked one at a time from core {args.wrk_cpus} with httpx, and with wrk")
+        self.report.labels[name] = server.label
+        self.report.server_notes[name] = server.note
+        running = Running(server, free_port(), self.dir / "logs" / f"{name}.log")
+        try:
+            running.wait_ready()
+            problem = bench_ledger.check_proofs(running.base_url)
+            self.report.checks.append(Check(name, "ledger_proofs", not problem, 200,
+                                               problem or "an inclusion and a consistency proof "
+                                               "verify against the served checkpoint"))
+            print(f"  check proofs {'ok' if not problem else 'FAILED: ' + problem}", flush=True)
+            if problem:
+                return
+            for kind in ("inclusion", "consistency"):
+                timing = bench_ledger.time_proofs(running.base_url, kind, label, size,
+                                                  PROOF_REQUESTS)
+                m = run_wrk(running, "ledger_proofs", 16, args.duration, cpus=args.wrk_cpus,
+                            threads=args.threads, output=self.dir / "wrk" / f"{kind}-{name}.txt",
+                            env={"BENCH_LEDGER_PROOF": kind, "BENCH_LEDGER_SIZE": str(size)})
+                timing = replace(timing, rps=m.rps, errors=timing.errors + m.errors)
+                self.report.ledger.setdefault("proofs", []).append(
+                    asdict(timing) | {"wrk_p99_ms": m.p99_ms})
+                print(f"  {kind:<12} p50 {timing.p50_ms:.2f} ms  p99 {timing.p99_ms:.2f} ms  "
+                      f"wrk -c16 {m.rps:,.0f} req/s (p99 {m.p99_ms:.1f} ms)", flush=True)
+            self.time_verify(label, running.base_url, size)
+        except (RuntimeError, subprocess.TimeoutExpired, httpx.HTTPError) as error:
+            self.note(f"{server.label}: {error}")
+        finally:
+            running.stop()
+
+    def time_verify(self, label: str, base_url: str, size: int) -> None:
+        """Time `ledgerbase ledger verify --url` on the large log, if the command exists."""
+        probe = subprocess.run([str(LEDGERBASE), "ledger", "verify", "--help"],
+                               capture_output=True, text=True, env=self.env, timeout=60)
+        record: dict[str, Any] = {"database": label, "size": size}
+        if probe.returncode != 0:
+            record["detail"] = "not timed: `ledgerbase ledger verify` does not exist at this " \
+                               f"commit ({last_lines(probe.stdout + probe.stderr, 1)})"
+        else:
+            started = time.monotonic()
+            try:
+                done = subprocess.run(
+                    ["taskset", "-c", self.args.wrk_cpus, str(LEDGERBASE), "ledger", "verify",
+                     "--url", base_url], capture_output=True, text=True, env=self.env, timeout=900)
+                record |= {"seconds": time.monotonic() - started, "ok": done.returncode == 0,
+                           "detail": last_lines(done.stdout + done.stderr, 3)}
+            except subprocess.TimeoutExpired:
+                record |= {"seconds": time.monotonic() - started, "ok": False,
+                           "detail": "stopped after 900 s"}
+        self.report.ledger.setdefault("verify", []).append(record)
+        print(f"  verify: {record.get('seconds', 'n/a')} {record['detail'][:200]}", flush=True)
 
     # -- end -----------------------------------------------------------------------------
 
@@ -517,7 +691,11 @@ class Run:
     def write(self) -> None:
         text = rp.render(self.report, self.args.connections, self.scaling)
         (self.dir / "RESULTS.md").write_text(text)
-        self.args.results.write_text(text)
+        if self.args.merge_ledger:
+            old = self.args.results.read_text() if self.args.results.exists() else ""
+            self.args.results.write_text(rp.merge_ledger(old, self.report, self.args.connections))
+        else:
+            self.args.results.write_text(text)
         (self.dir / "results.json").write_text(json.dumps(
             rp.to_json(self.report, self.args.connections, self.scaling), indent=1))
         print(f"\nwrote {self.args.results} (raw output in {self.dir})")
@@ -529,6 +707,7 @@ def timing_groups(workloads: tuple[str, ...]) -> list[tuple[str, ...]]:
     groups: list[tuple[str, ...]] = [(w,) for w in CORE_WORKLOADS if w in workloads]
     groups += [tuple(w for w in pair if w in workloads) for pair in RLS_PAIRS
                if set(pair) & set(workloads)]
+    groups += [(w,) for w in LEDGER_WORKLOADS if w in workloads]
     return groups + ([(SIGN_IN,)] if SIGN_IN in workloads else [])
 
 
@@ -548,6 +727,20 @@ def sign_in_settings() -> str:
         parameters += f", but {', '.join(overridden)} set in the environment"
     return (f"{SIGN_IN_ACCOUNTS} accounts made with POST /auth/v1/admin/users on each server; "
             f"{parameters}; sign-in rate limits off")
+
+
+def ledger_settings(args: argparse.Namespace) -> str:
+    """How the ledger part runs."""
+    text = ("insert and update timed on each database with the ledger on (the default) and off "
+            "(LEDGERBASE_LEDGER_ENABLED=false), back to back; the ledger-on server's integrator lag "
+            "sampled every 0.1 s from its tables during the load and until it caught up")
+    if args.ledger_entries:
+        text += (f"; a log of {args.ledger_entries:,} entries built per database by "
+                 f"bench/ledger.py (changes written with SQL, then Ledger.integrate in batches of "
+                 f"10,000 under taskset -c {args.server_cpus}), then served and asked "
+                 f"{PROOF_REQUESTS} proofs of each kind one at a time, and wrk -c16 "
+                 f"{args.duration:g} s")
+    return text
 
 
 def postgres_preamble() -> str:
@@ -599,6 +792,7 @@ def main(argv: list[str] | None = None) -> None:
         servers += run.postgres_servers()
         run.background_load()
         run.session(servers)
+        run.large_logs()
     finally:
         run.cleanup()
         run.write()
