@@ -73,7 +73,8 @@ class Runtime:
             origin = settings.ledger_origin or default_origin()
             signer = load_or_create_signer(settings.data_dir, origin, settings.ledger_key)
             self.ledger = Ledger(self.database, signer, origin, interval=settings.ledger_interval_seconds)
-            self.ledger_routes = LedgerRoutes(self.ledger, self.api, signer.verifier().key())
+            self.ledger_routes = LedgerRoutes(self.ledger, self.api, signer.verifier().key(),
+                                              settings.ledger_witnesses)
         self._watchers: list[asyncio.Task[None]] = []
         self._listener: Any = None
         self._schema_version: int | None = None
@@ -172,7 +173,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
         elif path.startswith("/auth/v1"):
             await runtime.auth(scope, receive, send)
         elif path.startswith("/ledger/v1/") and runtime.ledger_routes is not None:
-            await _ledger(runtime, runtime.ledger_routes, scope, send)
+            await _ledger(runtime, runtime.ledger_routes, scope, receive, send, max_body)
         elif path in _READ_ONLY_PATHS and scope["method"] not in _READ_ONLY:
             error = LedgerbaseError(f"Unsupported HTTP method: {scope['method']}", code="PGRST117", status=405)
             await _send(send, 405, error_body(error), [(b"allow", b"GET, HEAD")])
@@ -263,15 +264,17 @@ def _headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-async def _ledger(runtime: Runtime, routes: LedgerRoutes, scope: Scope, send: Send) -> None:
+async def _ledger(runtime: Runtime, routes: LedgerRoutes, scope: Scope, receive: Receive, send: Send,
+                  max_body: int) -> None:
     headers = _headers(scope)
     method: str = scope["method"]
     try:
         if not runtime.settings.ledger_public:
             runtime.verifier.verify(_token(headers))
+        body = await _read_body(receive, max_body) if method == "POST" else b""
         reply = await routes.handle(method, scope["path"][len("/ledger/v1"):],
                                     scope["query_string"].decode("latin-1"), headers,
-                                    lambda: runtime.verifier.verify(_token(headers)))
+                                    lambda: runtime.verifier.verify(_token(headers)), body)
     except LedgerbaseError as error:
         reply = Reply(error.status, b"" if method == "HEAD" else error_body(error),
                       {"Content-Type": _JSON.decode(), **error.headers})

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     ledger_key: str = ""  # note signer key text; default: generated into the data directory (0600)
     ledger_interval_seconds: float = 1.0  # at most one checkpoint per interval, when there are new entries
     ledger_public: bool = True  # /ledger/v1 readable without an API key, like a transparency log
+    # comma-separated cosignature/v1 verifier keys whose cosignatures POST /ledger/v1/cosignature takes
+    ledger_witnesses: str = ""
     # --- auth ---
     jwt_expiry_seconds: int = 3600  # lifetime of the access tokens /auth/v1 issues
     site_url: str = ""  # public URL of this server; issuer default: site_url + "/auth/v1"

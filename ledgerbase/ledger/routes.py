@@ -4,6 +4,8 @@ Public, as a transparency log is (``LEDGERBASE_LEDGER_PUBLIC=false`` asks for an
 key there too): ``checkpoint``, ``key``, ``tile/...`` and ``tile/entries/...`` exactly as
 tlog-tiles serves them, ``proof/inclusion``, ``proof/consistency``, ``entries/{i}``.
 ``rows/{table}?<key>=eq.<value>`` needs a key that may read that row through the data API.
+``POST cosignature`` takes witness cosignatures, only from the keys configured in
+``LEDGERBASE_LEDGER_WITNESSES`` (``ledgerbase.ledger.witness``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from ledgerbase.db.values import coerce_text, to_sqlite
 from ledgerbase.errors import LedgerbaseError
 from ledgerbase.ledger import tiles
 from ledgerbase.ledger.log import Ledger, LedgerError
+from ledgerbase.ledger.note import Ed25519Verifier, parse_verifier_key
+from ledgerbase.ledger.witness import accept_cosignatures, parse_witness_keys
 from ledgerbase.rest.exchange import Incoming, Reply
 from ledgerbase.rest.handlers import DataApi
 
@@ -46,14 +50,24 @@ def _b64(value: bytes) -> str:
 class LedgerRoutes:
     """The handlers of ``/ledger/v1``."""
 
-    def __init__(self, ledger: Ledger, api: DataApi, verifier_key: str) -> None:
+    def __init__(self, ledger: Ledger, api: DataApi, verifier_key: str, witnesses: str = "") -> None:
+        """``witnesses``: the comma-separated witness verifier keys whose cosignatures are taken.
+
+        Raises LedgerbaseError for a witness key that is not a cosignature/v1 verifier key.
+        """
         self.ledger = ledger
         self.api = api
         self.verifier_key = verifier_key
+        self.witnesses = parse_witness_keys(witnesses)
 
     async def handle(self, method: str, path: str, query_string: str, headers: dict[str, str],
-                     claims: Callable[[], Claims]) -> Reply:
+                     claims: Callable[[], Claims], body: bytes = b"") -> Reply:
         """Answer ``method path`` (below ``/ledger/v1``). Raises LedgerbaseError for errors."""
+        if path.strip("/") == "cosignature":
+            if method != "POST":
+                raise LedgerbaseError(f"Unsupported HTTP method: {method}", code="PGRST117", status=405,
+                                      headers={"Allow": "POST"})
+            return await self._cosignature(body)
         if method not in ("GET", "HEAD"):
             raise LedgerbaseError(f"Unsupported HTTP method: {method}", code="PGRST117", status=405,
                                   headers={"Allow": "GET, HEAD"})
@@ -95,6 +109,19 @@ class LedgerRoutes:
             raise LedgerError(f"{path} is not in the log", code="PGRST125", status=404)
         cache = _IMMUTABLE if wanted.width == tiles.TILE_WIDTH else "public, max-age=60"
         return Reply(200, data, {"Content-Type": "application/octet-stream", "Cache-Control": cache})
+
+    async def _cosignature(self, body: bytes) -> Reply:
+        """Keep the witness cosignatures of a checkpoint this log published (see ``accept_cosignatures``)."""
+        log_key = parse_verifier_key(self.verifier_key)
+        assert isinstance(log_key, Ed25519Verifier)
+        head = await self.ledger.read_head()
+        if head is None:
+            raise LedgerError("the ledger has no checkpoint yet", code="PGRST116", status=409)
+        accepted = accept_cosignatures(body, head.checkpoint, log_key, self.witnesses)
+        for cosignature in accepted:
+            await self.ledger.add_cosignature(cosignature.witness, cosignature.size, cosignature.line)
+        return _json({"size": accepted[0].size, "current": accepted[0].size == head.size,
+                      "witnesses": [c.witness for c in accepted]})
 
     async def _row_history(self, table_name: str, query_string: str, headers: dict[str, str],
                            claims: Claims) -> Reply:
