@@ -25,7 +25,7 @@ import contextlib
 import multiprocessing
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,7 +239,7 @@ async def _bounded(jobs: Iterable[Callable[[], Awaitable[None]]], limit: int) ->
 
 
 @contextlib.contextmanager
-def _executor(bundles: int) -> Any:
+def _executor(bundles: int) -> Iterator[Executor | None]:
     """Worker processes for a large log, none for a small one."""
     if bundles < PARALLEL_BUNDLES or (os.cpu_count() or 1) < 2:
         yield None
@@ -274,8 +274,7 @@ async def audit_tree(source: TileSource, checkpoint: Checkpoint, *, earlier: Che
     parents: list[bytes | None] = [None] * count
     loop = asyncio.get_running_loop()
 
-    with _executor(count) as pool:
-        executor: Executor | None = pool
+    with _executor(count) as executor:
 
         def bundle_job(index: int) -> Callable[[], Awaitable[None]]:
             async def job() -> None:
