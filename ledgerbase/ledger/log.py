@@ -189,8 +189,8 @@ class Ledger:
 
     async def _load_edge(self, head: Head | None) -> tiles.TreeEdge:
         size = head.size if head is not None else 0
-        if self._edge is not None and self._edge.size == size:
-            return self._edge
+        # read back from storage every round (a few partial tiles): a tile altered behind the
+        # integrator's back stops publication at once
         stored: dict[tuple[int, int], bytes] = {}
         for tile in tiles.edge_tiles(size):
             row = await self.database.fetch_one(self.queries.tiles, (tile.level, tile.index))
