@@ -256,25 +256,18 @@ class Ledger:
         return len(entries)
 
     async def _bundles(self, size: int, entries: Sequence[bytes]) -> dict[int, tuple[int, bytes]]:
-        """The entry bundles that grow: (index) -> (width, bytes)."""
-        out: dict[int, tuple[int, bytes]] = {}
-        position = size
-        first = size // tiles.TILE_WIDTH
-        existing = b""
-        if size % tiles.TILE_WIDTH:
-            row = await self.database.fetch_one(self.queries.bundle, (first,))
-            existing = bytes(row[0]) if row is not None else b""
-        pending = list(entries)
-        index = first
-        while pending:
-            room = tiles.TILE_WIDTH - position % tiles.TILE_WIDTH
-            chunk, pending = pending[:room], pending[room:]
-            data = (existing if index == first else b"") + tiles.encode_bundle(chunk)
-            position += len(chunk)
-            width = position - index * tiles.TILE_WIDTH
-            out[index] = (width, data)
-            index += 1
-        return out
+        """The entry bundles that grow: index -> (width, bytes)."""
+        edge = tiles.edge_bundle(size)
+        partial = b""
+        if edge is not None:
+            row = await self.database.fetch_one(self.queries.bundle, (edge.index,))
+            partial = bytes(row[0]) if row is not None else b""
+        try:
+            grown = tiles.grow_bundles(size, partial, entries)
+        except tiles.TileError as error:
+            raise LedgerError(f"the stored entries do not match the published tree: {error}",
+                              code="PGRST000", status=500) from None
+        return {bundle.index: (bundle.width, data) for bundle, data in grown.items()}
 
     async def _observe(self) -> None:
         numbered, size = await self.lag()
