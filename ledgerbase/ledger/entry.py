@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import rfc8785
 
 OPS = ("insert", "update", "delete")
@@ -65,12 +66,42 @@ def _canonical(value: object, out: list[bytes]) -> None:
         raise EntryError(f"{type(value).__name__} is not a JSON value")
 
 
+_ORJSON_INTS = range(-(2**63), 2**64)
+
+
+def _orjson_is_canonical(value: object) -> bool:
+    """Whether orjson's sorted output of ``value`` is exactly RFC 8785's.
+
+    It is when there is no float (number formatting differs), no object key outside the
+    Basic Multilingual Plane (RFC 8785 sorts by UTF-16 code units, orjson by code points:
+    the two orders agree below U+10000), only plain dicts, lists and tuples, and integers
+    orjson can write; strings are escaped alike (short escapes, lower-case ``\\u00xx``).
+    """
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return value in _ORJSON_INTS
+    if isinstance(value, list | tuple):
+        return all(_orjson_is_canonical(item) for item in value)
+    if type(value) is dict:
+        return all(isinstance(key, str) and (key.isascii() or max(key) <= "\uffff") and _orjson_is_canonical(item)
+                   for key, item in value.items())
+    return False
+
+
 def canonical_json(value: JsonValue) -> bytes:
     """The RFC 8785 canonical JSON of ``value`` (UTF-8 bytes, no whitespace, sorted keys).
 
     Raises ``EntryError`` for NaN or infinities, lone surrogates, non-string keys
     and values that are not JSON.
     """
+    # orjson where its output is the canonical form (entries, and rows without floats):
+    # the integrator went from 12,600 to N leaves/s, rfc8785 being pure Python per value
+    if _orjson_is_canonical(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate: the slow path says what is wrong
     out: list[bytes] = []
     try:
         _canonical(value, out)

@@ -35,6 +35,7 @@ from ledgerbase.security import load_or_create_secret_file
 log = structlog.get_logger("ledgerbase.ledger")
 _LOCK_KEY = 0x4C42_4C47  # "LBLG": one integrator per PostgreSQL database
 BATCH = 10_000
+_TILE_CACHE = 4096  # full tiles kept in memory for proofs (8 KiB each)
 
 
 class LedgerError(LedgerbaseError):
@@ -84,6 +85,20 @@ def checkpoint_body(origin: str, size: int, root: bytes) -> str:
     return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
 
 
+def _build(size: int, rows: Sequence[Sequence[Any]], edge: tiles.TreeEdge) -> tuple[list[bytes], tiles.Integration]:
+    """The entries of the changes numbered from ``size`` on (stopping at the first gap) and the
+    tree grown by them."""
+    entries: list[bytes] = []
+    for offset, (seq, when, table, op, pk, row, salt, actor) in enumerate(rows):
+        if int(seq) != size + offset:
+            break  # numbered but not visible yet: the next round takes it
+        data = orjson.loads(row) if row is not None else None
+        digest = row_digest(bytes(salt), data if op != "delete" else None)
+        entries.append(make_entry(int(seq), entry_time(when), str(table), str(op), orjson.loads(pk),
+                                  digest, str(actor)))
+    return entries, tiles.integrate(edge, [merkle.leaf_hash(entry) for entry in entries])
+
+
 class Queries:
     """The ledger's SQL for one dialect."""
 
@@ -94,6 +109,11 @@ class Queries:
         schema = "ledgerbase.ledger_" if postgres else "_ledgerbase_ledger_"
         self.state = f"SELECT size, root, checkpoint, published_at FROM {schema}state WHERE id = 1"
         self.tiles = (f"SELECT level, idx, data FROM {schema}tiles WHERE level = {p(1)} AND idx = {p(2)}")
+        # several tiles in one round trip: the levels and indexes as two arrays (a JSON pair on SQLite)
+        self.many_tiles = (f"SELECT level, idx, data FROM {schema}tiles WHERE (level, idx) IN "
+                           + ("(SELECT * FROM unnest($1::int[], $2::bigint[]))" if postgres else
+                              "(SELECT l.value, i.value FROM json_each(?1) AS l JOIN json_each(?2) AS i "
+                              "ON i.key = l.key)"))
         self.bundle = f"SELECT data FROM {schema}bundles WHERE idx = {p(1)}"
         if postgres:
             self.changes = (f"SELECT seq, time, table_name, op, pk::text, row_data::text, salt, actor "
@@ -145,6 +165,7 @@ class Ledger:
         # feeds read it); then only the digest and salt remain
         self.keep_row_data = keep_row_data
         self._forgotten = 0
+        self._full_tiles: dict[tuple[int, int], bytes] = {}
         # for /metrics, refreshed every round: changes numbered, and since when some wait
         self.numbered = 0
         self.waiting_since: float | None = None
@@ -208,18 +229,13 @@ class Ledger:
         head = await self.read_head()
         size = head.size if head is not None else 0
         rows = await self.database.fetch_all(self.queries.changes, (size, limit))
-        entries: list[bytes] = []
-        for offset, (seq, when, table, op, pk, row, salt, actor) in enumerate(rows):
-            if int(seq) != size + offset:
-                break  # numbered but not visible yet: the next round takes it
-            data = orjson.loads(row) if row is not None else None
-            digest = row_digest(bytes(salt), data if op != "delete" else None)
-            entries.append(make_entry(int(seq), entry_time(when), str(table), str(op), orjson.loads(pk),
-                                      digest, str(actor)))
-        if not entries and head is not None:
+        if not rows and head is not None:
             return 0
         edge = await self._load_edge(head)
-        grown = tiles.integrate(edge, [merkle.leaf_hash(entry) for entry in entries])
+        # hashing and canonical JSON are CPU work: off the event loop, so requests go on
+        entries, grown = await asyncio.to_thread(_build, size, rows, edge)
+        if not entries and head is not None:
+            return 0
         new_size = grown.edge.size
         bundles = await self._bundles(size, entries)
         now = time.time()
@@ -342,15 +358,36 @@ class Ledger:
         return tiles.decode_bundle(data)[index % tiles.TILE_WIDTH]
 
     async def _hashes(self, nodes: Sequence[merkle.Node], size: int) -> list[bytes]:
+        """The hashes of ``nodes`` in the tree of ``size``: full tiles from memory (they never
+        change), the others in one query."""
         stored: dict[tuple[int, int], bytes] = {}
+        wanted = []
         for tile in tiles.tiles_for_nodes(nodes, size):
-            data = await self.tile(tile)
-            if data is None:
-                raise UnavailableError(f"tile {tile.path()} is not stored yet", code="PGRST002")
-            stored[(tile.level, tile.index)] = data
+            cached = self._full_tiles.get((tile.level, tile.index))
+            if cached is not None:
+                stored[(tile.level, tile.index)] = cached
+            else:
+                wanted.append(tile)
+        if wanted:
+            levels = [tile.level for tile in wanted]
+            indexes = [tile.index for tile in wanted]
+            params: tuple[Any, ...] = ((levels, indexes) if self.queries.postgres
+                                       else (orjson.dumps(levels).decode(), orjson.dumps(indexes).decode()))
+            for level, index, data in await self.database.fetch_all(self.queries.many_tiles, params):
+                stored[(int(level), int(index))] = bytes(data)
+            for tile in wanted:
+                data = stored.get((tile.level, tile.index))
+                if data is None or len(data) < tile.width * merkle.HASH_SIZE:
+                    raise UnavailableError(f"tile {tile.path()} is not stored yet", code="PGRST002")
+                if len(data) == tiles.TILE_WIDTH * merkle.HASH_SIZE:
+                    if len(self._full_tiles) >= _TILE_CACHE:
+                        self._full_tiles.clear()
+                    self._full_tiles[(tile.level, tile.index)] = data
         return tiles.read_node_hashes(nodes, stored)
 
     async def _size(self, size: int | None) -> int:
+        if size is not None and self.head is not None and 0 < size <= self.head.size:
+            return size  # a size already published needs no look at the head
         head = await self.read_head()
         current = head.size if head is not None else 0
         if size is None:
@@ -367,8 +404,8 @@ class Ledger:
             plan = merkle.inclusion_plan(index, tree)
         except merkle.ProofError as error:
             raise LedgerError(str(error), code="PGRST103", status=400) from None
-        leaf = (await self._hashes([merkle.Node(0, index)], tree))[0]
-        return leaf, merkle.build_proof(plan, await self._hashes(plan.nodes, tree))
+        hashes = await self._hashes([merkle.Node(0, index), *plan.nodes], tree)
+        return hashes[0], merkle.build_proof(plan, hashes[1:])
 
     async def consistency(self, first: int, second: int) -> list[bytes]:
         """The consistency proof between the trees of ``first`` and ``second`` entries."""
