@@ -96,14 +96,15 @@ DECLARE
   pending bigint;
   first_seq bigint;
 BEGIN
-  SELECT count(*) INTO pending FROM ledgerbase.ledger_changes
-    WHERE txid = pg_current_xact_id() AND seq IS NULL;
-  IF pending = 0 THEN
+  -- the head's row lock is held until the transaction ends: numbers follow commit order
+  WITH waiting AS (SELECT count(*) AS n FROM ledgerbase.ledger_changes
+                   WHERE txid = pg_current_xact_id() AND seq IS NULL)
+  UPDATE ledgerbase.ledger_head SET size = size + waiting.n FROM waiting
+    WHERE id = 1 AND waiting.n > 0
+    RETURNING size - waiting.n, waiting.n INTO first_seq, pending;
+  IF pending IS NULL THEN
     RETURN NULL;  -- numbered by an earlier row's trigger of this transaction
   END IF;
-  -- the head's row lock is held until the transaction ends: numbers follow commit order
-  UPDATE ledgerbase.ledger_head SET size = size + pending WHERE id = 1
-    RETURNING size - pending INTO first_seq;
   UPDATE ledgerbase.ledger_changes AS c
     SET seq = first_seq + o.n - 1, time = clock_timestamp()
     FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM ledgerbase.ledger_changes
