@@ -150,3 +150,18 @@ def test_metrics_show_the_ledger(server: RunningServer) -> None:
         assert values["ledgerbase_ledger_entries"] >= size
         assert values["ledgerbase_ledger_last_checkpoint_timestamp_seconds"] > time.time() - 600
         assert "ledgerbase_ledger_integration_lag_seconds" in values and "ledgerbase_ledger_pending_changes" in values
+
+
+def test_a_bad_signing_key_stops_the_server_with_a_clear_error(tmp_path: Path) -> None:
+    from ledgerbase.app import create_app
+    from ledgerbase.config import Settings
+    from ledgerbase.ledger.log import LedgerError
+
+    (tmp_path / "ledger-key").write_text("not a key\n")
+    with pytest.raises(LedgerError, match="not a valid note signer key") as refused:
+        create_app(Settings(data_dir=tmp_path, jwt_secret="s" * 32))
+    assert "ledger-key" in (refused.value.hint or "")
+    (tmp_path / "ledger-key").unlink()
+    (tmp_path / "ledger-key").mkdir()  # not a file: cannot be read
+    with pytest.raises(LedgerError, match="cannot read or create the ledger signing key"):
+        create_app(Settings(data_dir=tmp_path, jwt_secret="s" * 32))
