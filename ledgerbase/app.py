@@ -31,6 +31,7 @@ from ledgerbase.ledger.capture import LedgerMark, capture_sqlite_writes
 from ledgerbase.ledger.log import Ledger, default_origin, load_or_create_signer
 from ledgerbase.ledger.routes import LedgerRoutes
 from ledgerbase.observability import Metrics, ObservabilityMiddleware, configure_logging, metrics_response
+from ledgerbase.realtime.service import RealtimeService
 from ledgerbase.rest.exchange import Incoming, Reply
 from ledgerbase.rest.handlers import DataApi
 from ledgerbase.rest.openapi import build_openapi
@@ -75,6 +76,12 @@ class Runtime:
             self.ledger = Ledger(self.database, signer, origin, interval=settings.ledger_interval_seconds)
             self.ledger_routes = LedgerRoutes(self.ledger, self.api, signer.verifier().key(),
                                               settings.ledger_witnesses)
+        self.realtime: RealtimeService | None = None
+        if settings.realtime_enabled:
+            self.realtime = RealtimeService(
+                self.database, self.verifier, self.api, lambda: self.schema,
+                changes=settings.ledger_enabled, poll_interval=settings.realtime_poll_interval,
+                queue_limit=settings.realtime_queue_limit)
         self._watchers: list[asyncio.Task[None]] = []
         self._listener: Any = None
         self._schema_version: int | None = None
@@ -89,6 +96,8 @@ class Runtime:
         self._watchers.append(asyncio.create_task(self._watch_schema()))
         if self.ledger is not None:
             self.ledger.start()
+        if self.realtime is not None:
+            self.realtime.start()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGUSR1, lambda: asyncio.ensure_future(self.reload_schema()))
@@ -106,6 +115,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop background work and close connections."""
+        if self.realtime is not None:
+            await self.realtime.stop()
         if self.ledger is not None:
             await self.ledger.stop()
         for task in self._watchers:
@@ -164,6 +175,12 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
         kind = scope["type"]
         if kind == "lifespan":
             await _lifespan(runtime, receive, send)
+            return
+        if kind == "websocket":
+            if scope["path"] == "/realtime/v1/websocket" and runtime.realtime is not None:
+                await runtime.realtime.websocket(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1008})
             return
         if kind != "http":
             return

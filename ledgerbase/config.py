@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     auth_rate_limit_sign_in_per_account: int = 15
     auth_rate_limit_refresh_per_ip: int = 150
     auth_rate_limit_refresh_per_account: int = 60
+    # --- realtime ---
+    realtime_enabled: bool = True  # serve /realtime/v1/websocket
+    realtime_poll_interval: float = 0.05  # seconds between reads of new changes (postgres_changes)
+    realtime_queue_limit: int = 10_000  # frames queued for one client before it is disconnected
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""

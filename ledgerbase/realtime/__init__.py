@@ -1,0 +1,1 @@
+"""Realtime: Supabase Realtime's Phoenix-channel protocol (postgres_changes, broadcast, presence)."""

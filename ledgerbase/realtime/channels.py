@@ -1,0 +1,137 @@
+"""Joined channels and what they share in one process: topics, broadcast and presence.
+
+A topic (``realtime:room1``) groups the channels joined to it over any number of sockets;
+public and private channels of the same name are separate, as in Supabase Realtime.
+Presence follows Phoenix.Presence: each tracked channel is one meta (with a unique
+``phx_ref``) under its presence key; joiners get ``presence_state``, every change is
+sent to all members as ``presence_diff``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledgerbase.auth.keys import Claims
+from ledgerbase.realtime.bindings import Binding
+from ledgerbase.realtime.protocol import Frame
+
+Push = Callable[[Frame], None]
+
+
+@dataclass(eq=False, slots=True)
+class Channel:
+    """One socket's membership of a topic."""
+
+    topic: str
+    join_ref: str | None
+    push: Push  # queues a frame on the channel's socket
+    claims: Claims
+    token: str
+    private: bool = False
+    broadcast_self: bool = False
+    broadcast_ack: bool = False
+    presence_enabled: bool = False
+    presence_key: str = ""
+    bindings: tuple[Binding, ...] = ()
+    meta: dict[str, Any] | None = None  # the tracked presence meta, with its phx_ref
+    expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    @property
+    def room(self) -> tuple[str, bool]:
+        """What channels must share to see each other's broadcasts and presence."""
+        return (self.topic, self.private)
+
+    def cancel_expiry(self) -> None:
+        """Stop the timer that closes the channel when its token expires."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+
+
+def _ref() -> str:
+    return secrets.token_urlsafe(9)
+
+
+def _metas(entries: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return {key: {"metas": metas} for key, metas in entries.items()}
+
+
+class Hub:
+    """Every joined channel of this process, by topic and by subscribed table."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[tuple[str, bool], set[Channel]] = {}
+        self._changes: set[Channel] = set()  # channels with postgres_changes bindings
+
+    def join(self, channel: Channel) -> None:
+        """Add a joined channel (its reply has been queued)."""
+        if not channel.presence_key:
+            channel.presence_key = str(uuid.uuid1())
+        self._rooms.setdefault(channel.room, set()).add(channel)
+        if channel.bindings:
+            self._changes.add(channel)
+
+    def leave(self, channel: Channel) -> None:
+        """Remove a channel: its presence leaves, its subscriptions end."""
+        channel.cancel_expiry()
+        self.untrack(channel)
+        members = self._rooms.get(channel.room)
+        if members is not None:
+            members.discard(channel)
+            if not members:
+                del self._rooms[channel.room]
+        self._changes.discard(channel)
+
+    def subscribed(self) -> Iterator[Channel]:
+        """The channels that have postgres_changes bindings."""
+        return iter(tuple(self._changes))
+
+    @property
+    def channel_count(self) -> int:
+        """How many channels are joined."""
+        return sum(len(members) for members in self._rooms.values())
+
+    def broadcast(self, sender: Channel, payload: dict[str, Any]) -> None:
+        """Send a broadcast to the topic's members (to the sender too with ``self``)."""
+        for member in tuple(self._rooms.get(sender.room, ())):
+            if member is not sender or sender.broadcast_self:
+                member.push(Frame(topic=member.topic, event="broadcast", payload=payload))
+
+    def presence_state(self, channel: Channel) -> dict[str, Any]:
+        """The ``presence_state`` payload of the channel's topic."""
+        entries: dict[str, list[dict[str, Any]]] = {}
+        for member in self._rooms.get(channel.room, ()):
+            if member.meta is not None:
+                entries.setdefault(member.presence_key, []).append(member.meta)
+        return _metas(entries)
+
+    def track(self, channel: Channel, state: dict[str, Any]) -> None:
+        """Track (or update) the channel's presence with ``state``, telling every member."""
+        previous = channel.meta
+        meta: dict[str, Any] = {**state, "phx_ref": _ref()}
+        if previous is not None:
+            meta["phx_ref_prev"] = previous["phx_ref"]
+        channel.meta = meta
+        leaves = {channel.presence_key: [previous]} if previous is not None else {}
+        self._diff(channel, {channel.presence_key: [meta]}, leaves)
+
+    def untrack(self, channel: Channel) -> None:
+        """Stop tracking the channel's presence, telling every member."""
+        if channel.meta is None:
+            return
+        meta, channel.meta = channel.meta, None
+        self._diff(channel, {}, {channel.presence_key: [meta]})
+
+    def _diff(self, channel: Channel, joins: dict[str, list[dict[str, Any]]],
+              leaves: dict[str, list[dict[str, Any]]]) -> None:
+        for member in tuple(self._rooms.get(channel.room, ())):
+            if member.presence_enabled or member is channel:
+                # the client pops phx_ref from the metas it gets: each member gets its own copies
+                member.push(Frame(topic=member.topic, event="presence_diff", payload={
+                    "joins": _metas({k: [dict(m) for m in v] for k, v in joins.items()}),
+                    "leaves": _metas({k: [dict(m) for m in v] for k, v in leaves.items()})}))

@@ -1,0 +1,181 @@
+"""Realtime: the WebSocket endpoint and the task feeding committed changes to subscribers.
+
+One task per server reads the ledger's changes table every ``poll_interval`` seconds
+(an indexed range scan after the last number seen) and fans each batch out to the
+channels whose bindings want it, after one visibility read per table and distinct
+caller (``ledgerbase.realtime.visibility``). Broadcast and presence stay in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+import structlog
+
+from ledgerbase.auth.keys import Claims, TokenVerifier
+from ledgerbase.db.engine import Database
+from ledgerbase.db.schema import SchemaCache, Table
+from ledgerbase.errors import LedgerbaseError
+from ledgerbase.realtime.bindings import Binding, change_data
+from ledgerbase.realtime.changes import Change, ChangeReader
+from ledgerbase.realtime.channels import Channel, Hub
+from ledgerbase.realtime.protocol import VERSIONS, Frame
+from ledgerbase.realtime.socket import Connection
+from ledgerbase.realtime.visibility import Visibility, key_of
+from ledgerbase.rest.handlers import DataApi
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = structlog.get_logger("ledgerbase.realtime")
+BATCH = 1000  # changes read per poll
+READS_AT_ONCE = 8  # visibility reads running concurrently
+
+
+def _claims_key(claims: Claims) -> str:
+    return claims.role + "\x00" + claims.context.claims_json
+
+
+class RealtimeService:
+    """Serves ``/realtime/v1/websocket`` and delivers ``postgres_changes``."""
+
+    def __init__(self, database: Database, verifier: TokenVerifier, api: DataApi,
+                 schema: Callable[[], SchemaCache], *, changes: bool = True,
+                 poll_interval: float = 0.05, queue_limit: int = 10_000) -> None:
+        self.verifier = verifier
+        self.schema = schema
+        self.hub = Hub()
+        self.queue_limit = queue_limit
+        self.poll_interval = poll_interval
+        self._reader = ChangeReader(database) if changes else None
+        self._visibility = Visibility(api)
+        self._task: asyncio.Task[None] | None = None
+        self._reads = asyncio.Semaphore(READS_AT_ONCE)
+        self.cursor: int | None = None  # the last change number handled
+
+    def start(self) -> None:
+        """Start following the changes table (without the ledger's capture there is none)."""
+        if self._reader is not None and self._task is None:
+            self._task = asyncio.create_task(self._follow())
+
+    async def stop(self) -> None:
+        """Stop following changes."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # --- the WebSocket endpoint ------------------------------------------------------------
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An ASGI ``websocket`` scope: needs a valid ``apikey`` query parameter (else 403)."""
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        token = (query.get("apikey") or [""])[0]
+        if not token:
+            token = next((value.decode("latin-1") for name, value in scope.get("headers", [])
+                          if name == b"apikey"), "")
+        vsn = (query.get("vsn") or ["1.0.0"])[0]
+        try:
+            self.verifier.verify(token)
+        except LedgerbaseError as error:
+            log.info("realtime_refused", reason=error.message)
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if vsn not in VERSIONS:
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send({"type": "websocket.accept"})
+        await Connection(self, token, vsn).run(receive, send)
+
+    # --- postgres_changes ------------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        assert self._reader is not None
+        failing = False
+        while True:
+            try:
+                if self.cursor is None:
+                    self.cursor = await self._reader.head()
+                changes = await self._reader.after(self.cursor, BATCH)
+                if changes:
+                    self.cursor = changes[-1].seq
+                    await self.deliver(changes)
+                failing = False
+                if len(changes) == BATCH:
+                    continue
+            except LedgerbaseError as error:  # database down, changes table not created yet
+                if not failing:
+                    log.warning("realtime_changes_unavailable", error=error.message)
+                failing = True
+            except Exception:  # a bug must not stop delivery for good
+                log.exception("realtime_delivery_failed")
+            await asyncio.sleep(self.poll_interval)
+
+    async def deliver(self, changes: Sequence[Change]) -> None:
+        """Push a batch of committed changes to the channels that may see them, in order."""
+        subscribed = list(self.hub.subscribed())
+        if not subscribed:
+            return
+        schema = self.schema()
+        interested: dict[str, list[Channel]] = {}
+        batches: dict[str, list[Change]] = {}
+        for change in changes:
+            table = schema.tables.get(change.table)
+            if table is None or table.is_view:
+                continue
+            if change.table not in interested:
+                interested[change.table] = [
+                    channel for channel in subscribed
+                    if any(b.table is None or b.table == change.table for b in channel.bindings)]
+            if interested[change.table]:
+                batches.setdefault(change.table, []).append(change)
+        visible = await self._visible(schema, interested, batches)
+        for change in changes:
+            for channel in interested.get(change.table, ()):
+                self._send_change(channel, schema.tables[change.table], change, visible)
+
+    async def _visible(self, schema: SchemaCache, interested: dict[str, list[Channel]],
+                       batches: dict[str, list[Change]]) -> dict[tuple[str, str], dict[bytes, dict[str, Any]]]:
+        jobs: dict[tuple[str, str], Awaitable[dict[bytes, dict[str, Any]]]] = {}
+        for name, batch in batches.items():
+            if all(change.op == "DELETE" for change in batch):
+                continue
+            for channel in interested[name]:
+                key = (name, _claims_key(channel.claims))
+                if channel.claims.role != "service_role" and key not in jobs:
+                    jobs[key] = self._read(schema.tables[name], batch, channel.claims)
+        results = await asyncio.gather(*jobs.values())
+        return dict(zip(jobs, results, strict=True))
+
+    async def _read(self, table: Table, batch: list[Change], claims: Claims) -> dict[bytes, dict[str, Any]]:
+        async with self._reads:
+            return await self._visibility.visible(table, batch, claims)
+
+    def _send_change(self, channel: Channel, table: Table, change: Change,
+                     visible: dict[tuple[str, str], dict[bytes, dict[str, Any]]]) -> None:
+        wanted = [b for b in channel.bindings if b.wants(change)]
+        if not wanted:
+            return
+        record = change.record
+        if change.op != "DELETE" and channel.claims.role != "service_role":
+            row = visible.get((change.table, _claims_key(channel.claims)), {}).get(key_of(change.pk))
+            if row is None:
+                return
+            record = record if record is not None else row
+        by_select: dict[tuple[str, ...] | None, list[Binding]] = {}
+        for binding in wanted:
+            by_select.setdefault(binding.select, []).append(binding)
+        for select, bindings in by_select.items():
+            data = change_data(change, table.columns, table.schema or "public", record, select)
+            channel.push(Frame(topic=channel.topic, event="postgres_changes",
+                               payload={"ids": sorted({b.id for b in bindings}), "data": data}))
