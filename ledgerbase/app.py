@@ -189,6 +189,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
             await _rest(runtime, scope, receive, send, max_body)
         elif path.startswith("/auth/v1"):
             await runtime.auth(scope, receive, send)
+        elif path == "/realtime/v1/sse" and runtime.realtime is not None:
+            await runtime.realtime.sse(scope, receive, send)
         elif path.startswith("/ledger/v1/") and runtime.ledger_routes is not None:
             await _ledger(runtime, runtime.ledger_routes, scope, receive, send, max_body)
         elif path in _READ_ONLY_PATHS and scope["method"] not in _READ_ONLY:

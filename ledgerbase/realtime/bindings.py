@@ -62,6 +62,14 @@ def binding_id(raw: Mapping[str, Any]) -> int:
     return zlib.crc32(orjson.dumps(dict(raw), option=orjson.OPT_SORT_KEYS)) or 1
 
 
+def echo_bindings(raw: Any) -> list[dict[str, Any]]:
+    """The join reply's ``postgres_changes`` for bindings that could not be served: as sent,
+    with ids (Supabase Realtime replies so, then reports the failure in a ``system`` message)."""
+    if not isinstance(raw, list):
+        return []
+    return [{**entry, "id": binding_id(entry)} for entry in raw if isinstance(entry, dict)]
+
+
 def parse_bindings(raw: Any, schema: SchemaCache) -> list[Binding]:
     """The bindings of a join's ``config.postgres_changes``; raises BindingError."""
     if raw is None:

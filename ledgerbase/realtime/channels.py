@@ -38,6 +38,7 @@ class Channel:
     presence_enabled: bool = False
     presence_key: str = ""
     bindings: tuple[Binding, ...] = ()
+    since: int = -1  # changes numbered up to this one were committed before the join
     meta: dict[str, Any] | None = None  # the tracked presence meta, with its phx_ref
     expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
 

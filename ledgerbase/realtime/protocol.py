@@ -30,6 +30,7 @@ class Frame:
     payload: dict[str, Any]
     ref: str | None = None
     join_ref: str | None = None
+    seq: int | None = None  # the ledger number of a postgres_changes push (not sent; SSE ids)
 
 
 def _optional_text(value: Any) -> str | None:

@@ -25,7 +25,8 @@ from ledgerbase.realtime.changes import Change, ChangeReader
 from ledgerbase.realtime.channels import Channel, Hub
 from ledgerbase.realtime.protocol import VERSIONS, Frame
 from ledgerbase.realtime.socket import Connection
-from ledgerbase.realtime.visibility import Visibility, key_of
+from ledgerbase.realtime.sse import serve_sse
+from ledgerbase.realtime.visibility import Seen, Visibility, key_of
 from ledgerbase.rest.handlers import DataApi
 
 Scope = MutableMapping[str, Any]
@@ -97,7 +98,39 @@ class RealtimeService:
         await send({"type": "websocket.accept"})
         await Connection(self, token, vsn).run(receive, send)
 
+    async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An ASGI ``http`` scope for ``/realtime/v1/sse`` (see ``ledgerbase.realtime.sse``)."""
+        await serve_sse(self, scope, receive, send)
+
     # --- postgres_changes ------------------------------------------------------------------
+
+    async def changes_after(self, seq: int, until: int) -> list[Change]:
+        """The committed changes numbered ``seq + 1`` to ``until``; raises LedgerbaseError."""
+        if self._reader is None:
+            return []
+        found: list[Change] = []
+        while seq < until:
+            batch = [change for change in await self._reader.after(seq, BATCH) if change.seq <= until]
+            if not batch:
+                break
+            found.extend(batch)
+            seq = batch[-1].seq
+        return found
+
+    async def committed_head(self) -> int:
+        """The number of the last committed change (the feed's cursor if the database fails)."""
+        if self._reader is None:
+            return -1
+        try:
+            return await self._reader.head()
+        except LedgerbaseError:
+            return self.cursor if self.cursor is not None else -1
+
+    async def head(self) -> int:
+        """The number up to which changes are (being) delivered live."""
+        if self.cursor is not None:
+            return self.cursor
+        return await self._reader.head() if self._reader is not None else -1
 
     async def _follow(self) -> None:
         assert self._reader is not None
@@ -121,9 +154,12 @@ class RealtimeService:
                 log.exception("realtime_delivery_failed")
             await asyncio.sleep(self.poll_interval)
 
-    async def deliver(self, changes: Sequence[Change]) -> None:
-        """Push a batch of committed changes to the channels that may see them, in order."""
-        subscribed = list(self.hub.subscribed())
+    async def deliver(self, changes: Sequence[Change], channels: Sequence[Channel] | None = None) -> None:
+        """Push a batch of committed changes to the channels that may see them, in order.
+
+        ``channels``: only these (a resuming SSE stream); default every subscribed channel.
+        """
+        subscribed = list(self.hub.subscribed()) if channels is None else list(channels)
         if not subscribed:
             return
         schema = self.schema()
@@ -145,37 +181,45 @@ class RealtimeService:
                 self._send_change(channel, schema.tables[change.table], change, visible)
 
     async def _visible(self, schema: SchemaCache, interested: dict[str, list[Channel]],
-                       batches: dict[str, list[Change]]) -> dict[tuple[str, str], dict[bytes, dict[str, Any]]]:
-        jobs: dict[tuple[str, str], Awaitable[dict[bytes, dict[str, Any]]]] = {}
+                       batches: dict[str, list[Change]]) -> dict[tuple[str, str], Seen]:
+        jobs: dict[tuple[str, str], Awaitable[Seen]] = {}
         for name, batch in batches.items():
             if all(change.op == "DELETE" for change in batch):
                 continue
+            # rows the ledger no longer keeps are read back, for service_role too
+            forgotten = any(change.record is None and change.op != "DELETE" for change in batch)
             for channel in interested[name]:
                 key = (name, _claims_key(channel.claims))
-                if channel.claims.role != "service_role" and key not in jobs:
+                if (forgotten or channel.claims.role != "service_role") and key not in jobs:
                     jobs[key] = self._read(schema.tables[name], batch, channel.claims)
         results = await asyncio.gather(*jobs.values())
         return dict(zip(jobs, results, strict=True))
 
-    async def _read(self, table: Table, batch: list[Change], claims: Claims) -> dict[bytes, dict[str, Any]]:
+    async def _read(self, table: Table, batch: list[Change], claims: Claims) -> Seen:
         async with self._reads:
             return await self._visibility.visible(table, batch, claims)
 
     def _send_change(self, channel: Channel, table: Table, change: Change,
-                     visible: dict[tuple[str, str], dict[bytes, dict[str, Any]]]) -> None:
+                     visible: dict[tuple[str, str], Seen]) -> None:
+        if change.seq <= channel.since:
+            return
         wanted = [b for b in channel.bindings if b.wants(change)]
         if not wanted:
             return
         record = change.record
-        if change.op != "DELETE" and channel.claims.role != "service_role":
-            row = visible.get((change.table, _claims_key(channel.claims)), {}).get(key_of(change.pk))
-            if row is None:
+        if change.op != "DELETE" and (channel.claims.role != "service_role" or record is None):
+            seen = visible.get((change.table, _claims_key(channel.claims)))
+            if seen is None or not seen.allows(change.pk):
                 return
-            record = record if record is not None else row
+            if record is None:  # no longer kept by the ledger: the row as it is now
+                record = seen.rows.get(key_of(change.pk))
+                if record is None:
+                    return
         by_select: dict[tuple[str, ...] | None, list[Binding]] = {}
         for binding in wanted:
             by_select.setdefault(binding.select, []).append(binding)
         for select, bindings in by_select.items():
             data = change_data(change, table.columns, table.schema or "public", record, select)
             channel.push(Frame(topic=channel.topic, event="postgres_changes",
-                               payload={"ids": sorted({b.id for b in bindings}), "data": data}))
+                               payload={"ids": sorted({b.id for b in bindings}), "data": data},
+                               seq=change.seq))

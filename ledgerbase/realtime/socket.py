@@ -19,7 +19,7 @@ import structlog
 
 from ledgerbase.auth.keys import Claims
 from ledgerbase.errors import LedgerbaseError
-from ledgerbase.realtime.bindings import BindingError, parse_bindings
+from ledgerbase.realtime.bindings import BindingError, echo_bindings, parse_bindings
 from ledgerbase.realtime.channels import Channel
 from ledgerbase.realtime.protocol import PHOENIX, Frame, FrameError, decode, encode, reply, system
 
@@ -105,7 +105,7 @@ class Connection:
                 except FrameError as error:
                     log.info("realtime_bad_frame", error=str(error))
                     continue
-                self.handle(frame)
+                await self.handle(frame)
         finally:
             for channel in tuple(self.channels.values()):
                 self.service.hub.leave(channel)
@@ -121,14 +121,14 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError, OSError):
                 await writer
 
-    def handle(self, frame: Frame) -> None:
+    async def handle(self, frame: Frame) -> None:
         """Answer one client frame."""
         if frame.topic == PHOENIX:
             if frame.event == "heartbeat":
                 self.push(reply(frame))
             return
         if frame.event == "phx_join":
-            self.join(frame)
+            await self.join(frame)
             return
         channel = self.channels.get(frame.topic)
         if frame.event == "phx_leave":
@@ -154,7 +154,7 @@ class Connection:
     def _verify(self, token: str) -> Claims:
         return self.service.verifier.verify(token)
 
-    def join(self, frame: Frame) -> None:
+    async def join(self, frame: Frame) -> None:
         """``phx_join``: check the token, register bindings, reply with their ids."""
         payload = frame.payload
         token = payload.get("access_token") or payload.get("user_token") or self.token
@@ -181,8 +181,12 @@ class Connection:
         problem: str | None = None
         try:
             bindings = parse_bindings(config.get("postgres_changes"), self.service.schema())
+            echo = [binding.echo for binding in bindings]
         except BindingError as error:
             bindings, problem = [], str(error)
+            echo = echo_bindings(config.get("postgres_changes"))
+        # changes committed before this join are not sent, even if not delivered yet
+        since = await self.service.committed_head() if bindings else -1
         previous = self.channels.get(frame.topic)
         if previous is not None:  # a second join of a topic replaces the first, as in Phoenix
             self._remove(previous)
@@ -195,10 +199,10 @@ class Connection:
             broadcast_ack=bool(isinstance(broadcast, dict) and broadcast.get("ack")),
             presence_enabled=bool(isinstance(presence, dict) and presence.get("enabled")),
             presence_key=str(presence.get("key") or "") if isinstance(presence, dict) else "",
-            bindings=tuple(bindings))
+            bindings=tuple(bindings), since=since)
         self.channels[frame.topic] = channel
         self.service.hub.join(channel)
-        self.push(reply(frame, "ok", {"postgres_changes": [b.echo for b in bindings]}))
+        self.push(reply(frame, "ok", {"postgres_changes": echo}))
         self._schedule_expiry(channel)
         if channel.presence_enabled:
             self.push(Frame(topic=channel.topic, event="presence_state",

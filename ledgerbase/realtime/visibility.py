@@ -6,11 +6,18 @@ grants and row-level policies decide exactly as they do for that caller's REST r
 both databases. ``service_role`` bypasses row-level security and is not asked.
 Deletes are not checked (the row is gone): as in Supabase Realtime, every subscriber of
 the table gets the deleted row's primary key and nothing else.
+
+The read sees rows as they are when the batch is delivered (normally within the poll
+interval of the commit). On a table without row-level security a caller who may read
+the table sees every row; on a table with it, a row deleted (or moved out of the
+caller's sight) before its earlier changes were delivered is not sent to that caller:
+when in doubt, nothing is sent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -60,19 +67,31 @@ def keys_query(table: Table, keys: Sequence[dict[str, Any]]) -> str:
     return "or=" + quote(f"({alternatives})")
 
 
+@dataclass(slots=True)
+class Seen:
+    """What one caller may see of a batch: every row, or the rows found (by key)."""
+
+    everything: bool = False
+    rows: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+
+    def allows(self, pk: dict[str, Any]) -> bool:
+        """Whether the change of the row with this key may be sent."""
+        return self.everything or key_of(pk) in self.rows
+
+
 class Visibility:
     """Asks the data API which changed rows a caller may select."""
 
     def __init__(self, api: DataApi) -> None:
         self.api = api
 
-    async def visible(self, table: Table, changes: Sequence[Change], claims: Claims
-                      ) -> dict[bytes, dict[str, Any]]:
-        """The rows among ``changes`` (inserts and updates) that ``claims`` may read now, by key."""
+    async def visible(self, table: Table, changes: Sequence[Change], claims: Claims) -> Seen:
+        """What ``claims`` may read of the rows of ``changes`` (inserts and updates), now."""
         wanted = [change.pk for change in changes if change.op != "DELETE"]
-        found: dict[bytes, dict[str, Any]] = {}
+        seen = Seen()
+        found = seen.rows
         if not wanted:
-            return found
+            return seen
         names = table.primary_key or tuple(wanted[0])
         for start in range(0, len(wanted), CHUNK):
             chunk = wanted[start:start + CHUNK]
@@ -86,6 +105,7 @@ class Visibility:
                 continue
             if reply.status != 200:
                 continue
+            seen.everything = not table.rls  # allowed to read the table, and no policy filters rows
             for row in orjson.loads(reply.body):
                 found[key_of({name: row.get(name) for name in names})] = row
-        return found
+        return seen
