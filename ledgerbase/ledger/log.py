@@ -362,8 +362,11 @@ class Ledger:
         change), the others in one query."""
         stored: dict[tuple[int, int], bytes] = {}
         wanted = []
+        edge = self._edge_tiles()
         for tile in tiles.tiles_for_nodes(nodes, size):
-            cached = self._full_tiles.get((tile.level, tile.index))
+            cached = self._full_tiles.get((tile.level, tile.index)) or edge.get((tile.level, tile.index))
+            if cached is not None and len(cached) < tile.width * merkle.HASH_SIZE:
+                cached = None
             if cached is not None:
                 stored[(tile.level, tile.index)] = cached
             else:
@@ -384,6 +387,15 @@ class Ledger:
                         self._full_tiles.clear()
                     self._full_tiles[(tile.level, tile.index)] = data
         return tiles.read_node_hashes(nodes, stored)
+
+    def _edge_tiles(self) -> dict[tuple[int, int], bytes]:
+        """The partial tiles of the right edge this process integrated last (checked against the
+        published root), by (level, index): a proof at any published size reads their prefixes."""
+        edge = self._edge
+        if edge is None:
+            return {}
+        return {(level, (edge.size >> (tiles.TILE_HEIGHT * level)) // tiles.TILE_WIDTH): data
+                for level, data in enumerate(edge.partial) if data}
 
     async def _size(self, size: int | None) -> int:
         if size is not None and self.head is not None and 0 < size <= self.head.size:
