@@ -196,6 +196,8 @@ class Ledger:
                 pass  # the database is away: try again next round
             except LedgerbaseError as error:
                 log.error("ledger_integration_failed", error=error.message)
+            except Exception:  # the integrator must outlive a bug: logged, retried next round
+                log.exception("ledger_integration_failed")
             await asyncio.sleep(self.interval)
 
     async def read_head(self) -> Head | None:
