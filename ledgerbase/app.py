@@ -27,6 +27,7 @@ from ledgerbase.db.introspect import introspect
 from ledgerbase.db.migrate import MigrationError, migrate
 from ledgerbase.db.schema import SchemaCache
 from ledgerbase.errors import LedgerbaseError, UnavailableError
+from ledgerbase.events.outbox import EventPublisher
 from ledgerbase.ledger.capture import LedgerMark, capture_sqlite_writes
 from ledgerbase.ledger.log import Ledger, default_origin, load_or_create_signer
 from ledgerbase.ledger.routes import LedgerRoutes
@@ -82,6 +83,8 @@ class Runtime:
                 self.database, self.verifier, self.api, lambda: self.schema,
                 changes=settings.ledger_enabled, poll_interval=settings.realtime_poll_interval,
                 queue_limit=settings.realtime_queue_limit)
+        self.events: EventPublisher | None = (
+            EventPublisher.from_settings(self.database, settings) if settings.ledger_enabled else None)
         self._watchers: list[asyncio.Task[None]] = []
         self._listener: Any = None
         self._schema_version: int | None = None
@@ -98,6 +101,8 @@ class Runtime:
             self.ledger.start()
         if self.realtime is not None:
             self.realtime.start()
+        if self.events is not None:
+            self.events.start()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGUSR1, lambda: asyncio.ensure_future(self.reload_schema()))
@@ -115,6 +120,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop background work and close connections."""
+        if self.events is not None:
+            await self.events.stop()
         if self.realtime is not None:
             await self.realtime.stop()
         if self.ledger is not None:
@@ -170,6 +177,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
     metrics = Metrics()
     if runtime.ledger is not None:
         runtime.ledger.register_metrics(metrics.gauge)
+    if runtime.events is not None:
+        runtime.events.register_metrics(metrics.gauge)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

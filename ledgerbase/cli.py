@@ -109,6 +109,33 @@ def keys(json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = Fal
         sys.stdout.write(f"anon:         {found['anon']}\nservice_role: {found['service_role']}\n")
 
 
+events_app = typer.Typer(help="Follow the stream of committed changes.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("tail")
+def events_tail(
+    table: Annotated[str | None, typer.Option(help="Only changes of this table (e.g. todos, auth.users).")] = None,
+    database: Annotated[str | None, typer.Option(help="sqlite:///path or postgresql://... URL.")] = None,
+) -> None:
+    """Print each change committed from now on as one JSON line (the event message), until Ctrl-C."""
+    from ledgerbase.events.tail import tail
+
+    url = database or Settings().resolved_database_url()
+
+    def write(line: bytes) -> None:
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+
+    try:
+        asyncio.run(tail(url, write, table=table))
+    except KeyboardInterrupt:
+        pass
+    except LedgerbaseError as error:
+        console.print(f"[red]error:[/red] {error.message}")
+        raise typer.Exit(1) from None
+
+
 ledger_app = typer.Typer(help="Audit the verifiable ledger, and witness it.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 

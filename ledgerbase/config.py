@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     realtime_enabled: bool = True  # serve /realtime/v1/websocket
     realtime_poll_interval: float = 0.05  # seconds between reads of new changes (postgres_changes)
     realtime_queue_limit: int = 10_000  # frames queued for one client before it is disconnected
+    # --- events ---
+    events_enabled: bool = True  # publish committed changes to nats_url / redis_url when set
+    events_nats_stream: str = "LEDGERBASE"  # JetStream stream (created if missing)
+    events_nats_subject_prefix: str = "ledgerbase"  # subjects <prefix>.<table>.<op>; the stream takes <prefix>.>
+    events_redis_key: str = "ledgerbase:changes"  # Redis stream key
+    events_redis_maxlen: int = 1_000_000  # XADD MAXLEN ~ N: the stream is trimmed to about N entries
+    events_batch_size: int = 500  # changes read and published per round
+    events_poll_interval: float = 0.05  # seconds between reads of the outbox when it is drained
+    events_retry_max_seconds: float = 30.0  # cap of the exponential backoff while a broker is down
+    events_lease_seconds: float = 10.0  # a dead publisher's sinks are taken over after this long
+    events_from_start: bool = True  # a new sink gets every change from the first (else from now on)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""

@@ -1,0 +1,140 @@
+"""Brokers the outbox publishes to: NATS JetStream and Redis Streams.
+
+A sink publishes a batch of changes in order and returns only once the broker has
+acknowledged all of them; any failure raises, and the publisher reconnects and sends the
+batch again later (NATS drops the repeats by ``Nats-Msg-Id``; Redis skips what its
+``<key>:seq`` marker says it already holds).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from ledgerbase.events.message import event_json, event_subject
+from ledgerbase.realtime.changes import Change
+
+CONNECT_TIMEOUT = 2.0
+ACK_TIMEOUT = 5.0
+
+
+class Sink(ABC):
+    """One broker; ``name`` keys its cursor (it names the stream or key too)."""
+
+    name: str
+
+    @abstractmethod
+    async def publish(self, changes: Sequence[Change]) -> None:
+        """Publish ``changes`` in order; returns after the broker acknowledged them all.
+
+        Raises whatever the client raises when the broker is unreachable or refuses.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Drop the connection (the next publish reconnects)."""
+
+
+async def _ignore(*_: Any) -> None:
+    """A NATS callback: connection problems surface as exceptions from publish instead."""
+
+
+class NatsSink(Sink):
+    """NATS JetStream: stream ``stream`` (created with subjects ``<prefix>.>`` if missing)."""
+
+    def __init__(self, url: str, *, stream: str = "LEDGERBASE", prefix: str = "ledgerbase") -> None:
+        self.url = url
+        self.stream = stream
+        self.prefix = prefix
+        self.name = f"nats:{stream}"
+        self._client: Any = None
+        self._jetstream: Any = None
+
+    async def _connect(self) -> Any:
+        import nats
+        from nats.js.errors import NotFoundError
+
+        # the publisher reconnects itself (with backoff): the client's own reconnecting would
+        # hide an outage behind publish timeouts
+        client = await nats.connect(servers=[self.url], allow_reconnect=False, connect_timeout=CONNECT_TIMEOUT,
+                                    max_reconnect_attempts=0, error_cb=_ignore, disconnected_cb=_ignore,
+                                    closed_cb=_ignore)
+        try:
+            jetstream = client.jetstream(timeout=ACK_TIMEOUT)
+            try:
+                await jetstream.stream_info(self.stream)
+            except NotFoundError:
+                await jetstream.add_stream(name=self.stream, subjects=[f"{self.prefix}.>"])
+        except BaseException:
+            await client.close()
+            raise
+        self._client = client
+        return jetstream
+
+    async def publish(self, changes: Sequence[Change]) -> None:
+        if self._jetstream is None:
+            self._jetstream = await self._connect()
+        try:
+            for change in changes:
+                # one at a time: JetStream stores in arrival order, and a failed publish must
+                # not let a later change overtake it
+                await self._jetstream.publish(event_subject(self.prefix, change), event_json(change),
+                                              timeout=ACK_TIMEOUT, stream=self.stream,
+                                              headers={"Nats-Msg-Id": str(change.seq)})
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        client, self._client, self._jetstream = self._client, None, None
+        if client is not None and not client.is_closed:
+            await client.close()
+
+
+class RedisSink(Sink):
+    """A Redis stream ``key`` capped at about ``maxlen`` entries; each entry's field ``data`` is the JSON."""
+
+    def __init__(self, url: str, *, key: str = "ledgerbase:changes", maxlen: int = 1_000_000) -> None:
+        self.url = url
+        self.key = key
+        self.maxlen = maxlen
+        self.name = f"redis:{key}"
+        self._client: Any = None
+        self._published = -1  # the highest sequence number the stream holds (its <key>:seq marker)
+
+    async def _connect(self) -> Any:
+        import redis.asyncio as redis
+
+        client = redis.from_url(self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=ACK_TIMEOUT)
+        try:
+            marker = await client.get(f"{self.key}:seq")
+        except BaseException:
+            await client.aclose()
+            raise
+        self._published = int(marker) if marker is not None else -1
+        return client
+
+    async def publish(self, changes: Sequence[Change]) -> None:
+        if self._client is None:
+            self._client = await self._connect()
+        fresh = [change for change in changes if change.seq > self._published]
+        if not fresh:
+            return
+        try:
+            # MULTI/EXEC: the entries and the marker are stored together or not at all, so a
+            # batch sent again after a lost acknowledgement is not stored twice
+            async with self._client.pipeline(transaction=True) as pipe:
+                for change in fresh:
+                    pipe.xadd(self.key, {"data": event_json(change)}, maxlen=self.maxlen, approximate=True)
+                pipe.set(f"{self.key}:seq", fresh[-1].seq)
+                await pipe.execute()
+        except BaseException:
+            await self.close()
+            raise
+        self._published = fresh[-1].seq
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
