@@ -188,3 +188,29 @@ def test_docs_redis_example_reads_the_stream(database_url: str, tmp_path: Path, 
     exec(example.replace("ledgerbase:changes", names.redis_key)  # the guide's own example, run as written
          .replace("redis://127.0.0.1:6379/0", redis_url), {})
     assert capsys.readouterr().out == "0 items INSERT\n"
+
+
+def test_one_server_publishes_and_another_takes_over(database_url: str, tmp_path: Path, nats_url: str,
+                                                     redis_url: str, names: Names) -> None:
+    settings = names.settings(nats_url, redis_url)
+    first = StoppableServer(database_url, tmp_path / "first", **settings)
+    second = StoppableServer(database_url, tmp_path / "second", **settings)
+    try:
+        for number in range(3):
+            assert insert(second.server, [{"name": f"one {number}"}]).status_code == 201
+        _both(nats_url, redis_url, names, 3)
+        for sink in (f"nats:{names.stream}", f"redis:{names.redis_key}"):
+            assert metric(first.server, "ledgerbase_events_publishing", sink) == 1
+            assert metric(second.server, "ledgerbase_events_publishing", sink) == 0
+        first.stop()
+        for number in range(3, 5):
+            assert insert(second.server, [{"name": f"one {number}"}]).status_code == 201
+        _both(nats_url, redis_url, names, 5)
+        assert metric(second.server, "ledgerbase_events_publishing", f"redis:{names.redis_key}") == 1
+    finally:
+        first.stop()
+        second.stop()
+    events = redis_events(redis_url, names.redis_key)
+    assert [event["ledger_seq"] for event in events] == list(range(5))
+    assert [event["record"]["name"] for event in events] == [f"one {n}" for n in range(5)]  # type: ignore[index]
+    assert [message.event["ledger_seq"] for message in nats_messages(nats_url, names.stream)] == list(range(5))
