@@ -29,11 +29,12 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "fixtures" / "ledger"
 class Server:
     """``ledgerbase serve`` in its own process."""
 
-    def __init__(self, database_url: str, data_dir: Path, secret: str) -> None:
+    def __init__(self, database_url: str, data_dir: Path, secret: str, **settings: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "LEDGERBASE_DATA_DIR": str(data_dir), "LEDGERBASE_JWT_SECRET": secret,
-               "LEDGERBASE_LEDGER_INTERVAL_SECONDS": "0.05", "LEDGERBASE_LOG_LEVEL": "warning"}
+               "LEDGERBASE_LEDGER_INTERVAL_SECONDS": "0.05", "LEDGERBASE_LOG_LEVEL": "warning",
+               **{f"LEDGERBASE_{name.upper()}": value for name, value in settings.items()}}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ledgerbase.cli", "serve", "--port", str(self.port), "--database", database_url],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
