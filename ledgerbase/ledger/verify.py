@@ -383,7 +383,21 @@ class UrlReport:
     audit: Audit
 
 
-async def _get_text(client: httpx.AsyncClient, path: str) -> str:
+def _counter(total: int, progress: Callable[[int, int], None] | None) -> Callable[[int], None]:
+    """A step counter reporting (done, total) to ``progress`` after each step."""
+    done = 0
+
+    def advance(step: int) -> None:
+        nonlocal done
+        done += step
+        if progress is not None:
+            progress(done, total)
+
+    return advance
+
+
+async def get_text(client: httpx.AsyncClient, path: str) -> str:
+    """The text of a 200 answer to GET ``path``; VerifyError otherwise."""
     try:
         response = await client.get(path)
     except httpx.HTTPError as error:
@@ -397,7 +411,7 @@ async def fetch_consistency(client: httpx.AsyncClient, first: int, second: int) 
     """The server's consistency proof between its trees of ``first`` and ``second`` entries."""
     path = f"proof/consistency?from={first}&to={second}"
     try:
-        hashes = orjson.loads(await _get_text(client, path))["hashes"]
+        hashes = orjson.loads(await get_text(client, path))["hashes"]
         return [base64.b64decode(value, validate=True) for value in hashes]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise VerifyError(f"{path}: not a consistency proof ({error})") from None
@@ -421,24 +435,16 @@ async def verify_url(url: str, *, state: LogState | None = None, key: str | None
     ``progress(done, total)`` is called as bundles and tiles are checked.
     """
     async with ledger_client(url, concurrency) as client:
-        served = (await _get_text(client, "key")).strip()
+        served = (await get_text(client, "key")).strip()
         verifier = trusted_key(served, key, state)
-        signed = await _get_text(client, "checkpoint")
+        signed = await get_text(client, "checkpoint")
         checkpoint = open_signed_checkpoint(signed, verifier)
         earlier = state.parsed(verifier) if state is not None else None
         if earlier is not None and earlier.size > 0 and earlier.size <= checkpoint.size:
             check_extends(earlier, checkpoint, await fetch_consistency(client, earlier.size, checkpoint.size))
         elif earlier is not None:
             check_extends(earlier, checkpoint, [])  # a shrunk tree or another origin: says which
-        total = audit_steps(checkpoint.size)
-        done = 0
-
-        def advance(step: int) -> None:
-            nonlocal done
-            done += step
-            if progress is not None:
-                progress(done, total)
-
+        advance = _counter(audit_steps(checkpoint.size), progress)
         audit = await audit_tree(HttpSource(client), checkpoint, earlier=earlier, concurrency=concurrency,
                                  progress=advance)
     return UrlReport(checkpoint, signed, earlier, verifier.key(), audit)
@@ -693,15 +699,7 @@ async def verify_database(url: str, *, key: str | None = None, concurrency: int 
             tables = await _postgres_tables(snapshot)
         wanted = {change.seq for table in tables for change in table.latest.values()
                   if change.seq < checkpoint.size}
-        total = audit_steps(checkpoint.size)
-        done = 0
-
-        def advance(step: int) -> None:
-            nonlocal done
-            done += step
-            if progress is not None:
-                progress(done, total)
-
+        advance = _counter(audit_steps(checkpoint.size), progress)
         audit = await audit_tree(DatabaseSource(snapshot), checkpoint, wanted=wanted, concurrency=concurrency,
                                  progress=advance)
         drift = find_drift(tables, audit.entries, checkpoint.size)

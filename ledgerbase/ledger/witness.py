@@ -43,6 +43,7 @@ from ledgerbase.ledger.verify import (
     VerifyError,
     check_extends,
     fetch_consistency,
+    get_text,
     ledger_client,
     open_signed_checkpoint,
     trusted_key,
@@ -92,9 +93,9 @@ async def witness_once(url: str, signer: CosignatureSigner, *, state: LogState |
     smaller tree, another origin or a failed consistency proof, before cosigning.
     """
     async with ledger_client(url) as client:
-        served = (await _get(client, "key")).strip()
+        served = (await get_text(client, "key")).strip()
         verifier = trusted_key(served, log_key, state)
-        signed = await _get(client, "checkpoint")
+        signed = await get_text(client, "checkpoint")
         checkpoint = open_signed_checkpoint(signed, verifier)
         log_lines = open_note(signed, [verifier]).signatures  # verified just above
         earlier = state.parsed(verifier) if state is not None else None
@@ -116,14 +117,6 @@ async def witness_once(url: str, signer: CosignatureSigner, *, state: LogState |
     return Witnessed(checkpoint, earlier, cosignature.line(), accepted, response.text), new_state
 
 
-async def _get(client: httpx.AsyncClient, path: str) -> str:
-    try:
-        response = await client.get(path)
-    except httpx.HTTPError as error:
-        raise VerifyError(f"{path}: {error}") from None
-    if response.status_code != 200:
-        raise VerifyError(f"{path}: HTTP {response.status_code}")
-    return response.text
 
 
 # --- the log's side ---------------------------------------------------------------------------
