@@ -27,6 +27,7 @@ from ledgerbase.db.introspect import introspect
 from ledgerbase.db.migrate import MigrationError, migrate
 from ledgerbase.db.schema import SchemaCache
 from ledgerbase.errors import LedgerbaseError, UnavailableError
+from ledgerbase.events.deadletters import DeadLetterStore
 from ledgerbase.events.outbox import EventPublisher
 from ledgerbase.ledger.capture import LedgerMark, capture_sqlite_writes
 from ledgerbase.ledger.log import Ledger, default_origin, load_or_create_signer
@@ -179,6 +180,7 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
         runtime.ledger.register_metrics(metrics.gauge)
     if runtime.events is not None:
         runtime.events.register_metrics(metrics.gauge)
+    dead_letters = DeadLetterStore(runtime.database)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -202,6 +204,8 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
             await runtime.realtime.sse(scope, receive, send)
         elif path.startswith("/ledger/v1/") and runtime.ledger_routes is not None:
             await _ledger(runtime, runtime.ledger_routes, scope, receive, send, max_body)
+        elif path == "/admin/v1/webhooks/deadletters":
+            await _dead_letters(runtime, dead_letters, scope, send)
         elif path in _READ_ONLY_PATHS and scope["method"] not in _READ_ONLY:
             error = LedgerbaseError(f"Unsupported HTTP method: {scope['method']}", code="PGRST117", status=405)
             await _send(send, 405, error_body(error), [(b"allow", b"GET, HEAD")])
@@ -309,6 +313,22 @@ async def _ledger(runtime: Runtime, routes: LedgerRoutes, scope: Scope, receive:
     if method == "HEAD":
         reply = Reply(reply.status, b"", reply.headers)
     await _send_reply(send, reply)
+
+
+async def _dead_letters(runtime: Runtime, store: DeadLetterStore, scope: Scope, send: Send) -> None:
+    """``GET /admin/v1/webhooks/deadletters``: the newest dead letters, for the service_role key only."""
+    try:
+        if scope["method"] != "GET":
+            raise LedgerbaseError(f"Unsupported HTTP method: {scope['method']}", code="PGRST117", status=405)
+        claims = runtime.verifier.verify(_token(_headers(scope)))
+        if claims.role != "service_role":
+            raise LedgerbaseError("Only the service_role key may read dead letters", code="42501", status=403)
+        body = orjson.dumps([letter.to_json() for letter in await store.latest()])
+    except LedgerbaseError as error:
+        await _send(send, error.status, error_body(error),
+                    [(_header_name(name), value.encode("latin-1")) for name, value in error.headers.items()])
+        return
+    await _send(send, 200, body)
 
 
 async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, max_body: int) -> None:

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     events_retry_max_seconds: float = 30.0  # cap of the exponential backoff while a broker is down
     events_lease_seconds: float = 10.0  # a dead publisher's sinks are taken over after this long
     events_from_start: bool = True  # a new sink gets every change from the first (else from now on)
+    webhooks: list[dict[str, object]] = []  # JSON list of {name, table, events, url, secret} (docs/events.md)
+    webhooks_max_attempts: int = 5  # a change that fails this often becomes a dead letter
+    webhooks_retry_initial_seconds: float = 1.0  # first wait after a failed delivery; doubles each time
+    webhooks_retry_max_seconds: float = 60.0  # cap of that wait
+    webhooks_timeout_seconds: float = 5.0  # a receiver that takes longer has failed
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data directory."""

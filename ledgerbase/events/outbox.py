@@ -8,7 +8,8 @@ stops renewing it). The cursor moves only after the broker acknowledged, and onl
 the lease is still ours, so delivery is at-least-once and in commit order.
 
 A sink whose broker is down is retried with capped exponential backoff in its own task:
-API writes never wait for a broker, and the other sink keeps publishing.
+API writes never wait for a broker, and the other sink keeps publishing. Webhooks are
+sinks too (``ledgerbase.events.delivery``), one per configured webhook.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ import structlog
 from ledgerbase.config import Settings
 from ledgerbase.db.engine import Database, PostgresDatabase, Transaction
 from ledgerbase.errors import LedgerbaseError
-from ledgerbase.events.sinks import NatsSink, RedisSink, Sink
+from ledgerbase.events.deadletters import DeadLetterStore
+from ledgerbase.events.delivery import WebhookSink
+from ledgerbase.events.sinks import Backoff, NatsSink, RedisSink, Sink
+from ledgerbase.events.webhook import parse_webhooks
 from ledgerbase.realtime.changes import ChangeReader
 
 log = structlog.get_logger("ledgerbase.events")
@@ -111,6 +115,7 @@ class SinkState:
         self._head = head  # [last committed sequence number seen], shared by the sinks
         self.leader = False
         self.failures = 0
+        self.backoff = sink.backoff
 
     @property
     def lag(self) -> int:
@@ -134,15 +139,25 @@ class EventPublisher:
 
     @classmethod
     def from_settings(cls, database: Database, settings: Settings) -> EventPublisher | None:
-        """The publisher for the configured broker URLs, or None when none is set."""
+        """The publisher for the configured broker URLs and webhooks, or None when there are none.
+
+        Raises WebhookConfigError when ``LEDGERBASE_WEBHOOKS`` is invalid.
+        """
         sinks: list[Sink] = []
-        if settings.nats_url:
+        if settings.events_enabled and settings.nats_url:
             sinks.append(NatsSink(settings.nats_url, stream=settings.events_nats_stream,
                                   prefix=settings.events_nats_subject_prefix))
-        if settings.redis_url:
+        if settings.events_enabled and settings.redis_url:
             sinks.append(RedisSink(settings.redis_url, key=settings.events_redis_key,
                                    maxlen=settings.events_redis_maxlen))
-        if not sinks or not settings.events_enabled:
+        webhooks = parse_webhooks(settings.webhooks)
+        if webhooks:
+            dead_letters = DeadLetterStore(database)
+            backoff = Backoff(settings.webhooks_retry_initial_seconds, settings.webhooks_retry_max_seconds)
+            sinks.extend(WebhookSink(webhook, dead_letters, backoff=backoff,
+                                     max_attempts=settings.webhooks_max_attempts,
+                                     timeout=settings.webhooks_timeout_seconds) for webhook in webhooks)
+        if not sinks:
             return None
         return cls(database, sinks, PublisherOptions(
             batch_size=settings.events_batch_size, poll_interval=settings.events_poll_interval,
@@ -183,7 +198,8 @@ class EventPublisher:
     # --- the loop ------------------------------------------------------------------------
 
     async def _run(self, state: SinkState) -> None:
-        delay = self.options.retry_initial
+        backoff = state.backoff or Backoff(self.options.retry_initial, self.options.retry_max)
+        delay = backoff.initial
         renewed = 0.0
         while True:
             try:
@@ -212,12 +228,12 @@ class EventPublisher:
                     log.warning("events_broker_unavailable", sink=state.sink.name, error=str(error) or
                                 type(error).__name__, retry_in=delay, failures=state.failures)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.options.retry_max)
+                delay = min(delay * 2, backoff.maximum)
                 continue
             if state.failures:
                 log.info("events_broker_back", sink=state.sink.name, failures=state.failures)
             state.failures = 0
-            delay = self.options.retry_initial
+            delay = backoff.initial
             try:
                 await self._advance(state, changes[-1].seq)
                 renewed = time.monotonic()
@@ -228,12 +244,13 @@ class EventPublisher:
 
     async def _setup(self) -> None:
         queries = self.queries
-        start = -1 if self.options.from_start else await self.reader.head()
+        head = await self.reader.head()
 
         async def work(tx: Transaction) -> None:
             for statement in queries.setup:
                 await tx.fetch_all(statement, ())
             for state in self.states:
+                start = -1 if self.options.from_start and not state.sink.starts_at_head else head
                 await tx.fetch_all(queries.insert, (state.sink.name, start))
 
         await self.database.write(work)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ledgerbase.events.message import event_json, event_subject
@@ -19,10 +20,20 @@ CONNECT_TIMEOUT = 2.0
 ACK_TIMEOUT = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff: ``initial`` seconds after the first failure, doubling up to ``maximum``."""
+
+    initial: float
+    maximum: float
+
+
 class Sink(ABC):
-    """One broker; ``name`` keys its cursor (it names the stream or key too)."""
+    """One broker or webhook; ``name`` keys its cursor (it names the stream or key too)."""
 
     name: str
+    backoff: Backoff | None = None  # None: the publisher's own
+    starts_at_head: bool = False  # a new cursor starts at the changes committed from then on
 
     @abstractmethod
     async def publish(self, changes: Sequence[Change]) -> None:
