@@ -83,7 +83,8 @@ class Runtime:
             self.realtime = RealtimeService(
                 self.database, self.verifier, self.api, lambda: self.schema,
                 changes=settings.ledger_enabled, poll_interval=settings.realtime_poll_interval,
-                queue_limit=settings.realtime_queue_limit)
+                queue_limit=settings.realtime_queue_limit, relay_url=settings.redis_url,
+                relay_channel=settings.realtime_relay_channel)
         self.events: EventPublisher | None = (
             EventPublisher.from_settings(self.database, settings) if settings.ledger_enabled else None)
         self._watchers: list[asyncio.Task[None]] = []

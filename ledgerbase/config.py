@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     realtime_enabled: bool = True  # serve /realtime/v1/websocket
     realtime_poll_interval: float = 0.05  # seconds between reads of new changes (postgres_changes)
     realtime_queue_limit: int = 10_000  # frames queued for one client before it is disconnected
+    realtime_relay_channel: str = "ledgerbase:realtime"  # Redis pub/sub channel relaying broadcasts between servers
     # --- events ---
     events_enabled: bool = True  # publish committed changes to nats_url / redis_url when set
     events_nats_stream: str = "LEDGERBASE"  # JetStream stream (created if missing)

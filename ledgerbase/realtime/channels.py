@@ -68,6 +68,8 @@ class Hub:
     def __init__(self) -> None:
         self._rooms: dict[tuple[str, bool], set[Channel]] = {}
         self._changes: set[Channel] = set()  # channels with postgres_changes bindings
+        # publishes a broadcast to the other servers: (topic, private, payload)
+        self.relay: Callable[[str, bool, dict[str, Any]], None] | None = None
 
     def join(self, channel: Channel) -> None:
         """Add a joined channel (its reply has been queued)."""
@@ -98,10 +100,18 @@ class Hub:
         return sum(len(members) for members in self._rooms.values())
 
     def broadcast(self, sender: Channel, payload: dict[str, Any]) -> None:
-        """Send a broadcast to the topic's members (to the sender too with ``self``)."""
+        """Send a broadcast to the topic's members (to the sender too with ``self``), and to the
+        other servers' (``relay``)."""
         for member in tuple(self._rooms.get(sender.room, ())):
             if member is not sender or sender.broadcast_self:
                 member.push(Frame(topic=member.topic, event="broadcast", payload=payload))
+        if self.relay is not None:
+            self.relay(sender.topic, sender.private, payload)
+
+    def deliver(self, topic: str, private: bool, payload: dict[str, Any]) -> None:
+        """A broadcast another server relayed: to this server's members of the topic."""
+        for member in tuple(self._rooms.get((topic, private), ())):
+            member.push(Frame(topic=member.topic, event="broadcast", payload=payload))
 
     def presence_state(self, channel: Channel) -> dict[str, Any]:
         """The ``presence_state`` payload of the channel's topic."""

@@ -3,7 +3,8 @@
 One task per server reads the ledger's changes table every ``poll_interval`` seconds
 (an indexed range scan after the last number seen) and fans each batch out to the
 channels whose bindings want it, after one visibility read per table and distinct
-caller (``ledgerbase.realtime.visibility``). Broadcast and presence stay in this process.
+caller (``ledgerbase.realtime.visibility``). Broadcasts reach the other servers through
+Redis when ``redis_url`` is set (``ledgerbase.realtime.relay``); presence stays in this process.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ledgerbase.realtime.bindings import Binding, change_data
 from ledgerbase.realtime.changes import Change, ChangeReader
 from ledgerbase.realtime.channels import Channel, Hub
 from ledgerbase.realtime.protocol import VERSIONS, Frame
+from ledgerbase.realtime.relay import RedisRelay
 from ledgerbase.realtime.socket import Connection
 from ledgerbase.realtime.sse import serve_sse
 from ledgerbase.realtime.visibility import Seen, Visibility, key_of
@@ -48,10 +50,14 @@ class RealtimeService:
 
     def __init__(self, database: Database, verifier: TokenVerifier, api: DataApi,
                  schema: Callable[[], SchemaCache], *, changes: bool = True,
-                 poll_interval: float = 0.05, queue_limit: int = 10_000) -> None:
+                 poll_interval: float = 0.05, queue_limit: int = 10_000, relay_url: str = "",
+                 relay_channel: str = "ledgerbase:realtime") -> None:
         self.verifier = verifier
         self.schema = schema
         self.hub = Hub()
+        self._relay = RedisRelay(relay_url, relay_channel, self.hub.deliver) if relay_url else None
+        if self._relay is not None:
+            self.hub.relay = self._relay.publish
         self.queue_limit = queue_limit
         self.poll_interval = poll_interval
         self._reader = ChangeReader(database) if changes else None
@@ -64,9 +70,13 @@ class RealtimeService:
         """Start following the changes table (without the ledger's capture there is none)."""
         if self._reader is not None and self._task is None:
             self._task = asyncio.create_task(self._follow())
+        if self._relay is not None:
+            self._relay.start()
 
     async def stop(self) -> None:
-        """Stop following changes."""
+        """Stop following changes (and other servers' broadcasts)."""
+        if self._relay is not None:
+            await self._relay.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

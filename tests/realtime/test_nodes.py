@@ -1,23 +1,36 @@
 """Two servers on one database: a row written through either reaches the subscribers of both
-(each server follows the shared, commit-ordered changes of the ledger), on both databases."""
+(each server follows the shared, commit-ordered changes of the ledger), and a broadcast sent
+to one reaches the clients of the other (through Redis), on both databases."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from realtime.types import RealtimeSubscribeStates
 
 from tests.conftest import RunningServer
+from tests.events.support import REDIS_URL, broker_url
 from tests.realtime.support import eventually, realtime_client, rest, write_schema
 
 
 @pytest.fixture(scope="module")
 def nodes(server_factory: Callable[..., RunningServer],
-          tmp_path_factory: pytest.TempPathFactory) -> tuple[RunningServer, RunningServer]:
-    first = server_factory(write_schema(tmp_path_factory.mktemp("nodes")))
-    return first, server_factory(None, database_url=first.database_url)
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, RunningServer]]:
+    redis_url = broker_url("LEDGERBASE_TEST_REDIS_URL", REDIS_URL)
+    key = f"lbtest:{secrets.token_hex(4)}:changes"  # the outbox publishes to Redis too
+    relay = {"redis_url": redis_url, "realtime_relay_channel": f"lbtest:{secrets.token_hex(4)}:realtime",
+             "events_redis_key": key}
+    first = server_factory(write_schema(tmp_path_factory.mktemp("nodes")), **relay)
+    yield first, server_factory(None, database_url=first.database_url, **relay)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(key, f"{key}:seq")
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -43,3 +56,22 @@ async def test_a_write_through_either_server_reaches_the_subscribers_of_both(
             await eventually(lambda name=name: len(received[name]) == 2)
             assert [p["data"]["record"]["name"] for p in received[name]] == ["through the first",
                                                                               "through the second"]
+
+
+@pytest.mark.anyio
+async def test_a_broadcast_reaches_the_clients_of_the_other_server(nodes: tuple[RunningServer, RunningServer]) -> None:
+    first, second = nodes
+    async with realtime_client(first) as alice, realtime_client(second) as bob:
+        heard: list[dict[str, Any]] = []
+        elsewhere: list[dict[str, Any]] = []
+        a = alice.channel("chat")
+        await a.subscribe()
+        b = bob.channel("chat")
+        b.on_broadcast("message", heard.append)
+        await b.subscribe()
+        other = bob.channel("other-room")
+        other.on_broadcast("message", elsewhere.append)
+        await other.subscribe()
+        await a.send_broadcast("message", {"text": "across servers"})
+        await eventually(lambda: len(heard) == 1)
+        assert heard[0]["payload"] == {"text": "across servers"} and elsewhere == []
