@@ -232,6 +232,8 @@ class Ledger:
         size = head.size if head is not None else 0
         rows = await self.database.fetch_all(self.queries.changes, (size, limit))
         if not rows and head is not None:
+            if self._edge is None:
+                await self._load_edge(head)  # proofs read the right edge from memory
             return 0
         edge = await self._load_edge(head)
         # hashing and canonical JSON are CPU work: off the event loop, so requests go on
