@@ -38,7 +38,7 @@ from ledgerbase.rest.exchange import Incoming, Reply
 from ledgerbase.rest.handlers import DataApi
 from ledgerbase.rest.openapi import build_openapi
 from ledgerbase.rest.responses import error_body
-from ledgerbase.security import SecurityMiddleware
+from ledgerbase.security import SecurityMiddleware, read_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -258,22 +258,6 @@ async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes,
     await send({"type": "http.response.body", "body": body})
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise LedgerbaseError(f"The request body is larger than the limit of {limit} bytes",
-                                  code="PGRST413", status=413)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _token(headers: dict[str, str]) -> str | None:
@@ -304,7 +288,7 @@ async def _ledger(runtime: Runtime, routes: LedgerRoutes, scope: Scope, receive:
     try:
         if not runtime.settings.ledger_public:
             runtime.verifier.verify(_token(headers))
-        body = await _read_body(receive, max_body) if method == "POST" else b""
+        body = await read_body(receive, max_body) if method == "POST" else b""
         reply = await routes.handle(method, scope["path"][len("/ledger/v1"):],
                                     scope["query_string"].decode("latin-1"), headers,
                                     lambda: runtime.verifier.verify(_token(headers)), body)
@@ -342,7 +326,7 @@ async def _rest(runtime: Runtime, scope: Scope, receive: Receive, send: Send, ma
             await _send(send, 200, _openapi(runtime, scope, headers) if method == "GET" else b"",
                         content_type=b"application/openapi+json; charset=utf-8")
             return
-        body = await _read_body(receive, max_body) if method in ("POST", "PATCH", "PUT") else b""
+        body = await read_body(receive, max_body) if method in ("POST", "PATCH", "PUT") else b""
         reply = await runtime.api.handle(Incoming(
             method=method, path=path, query_string=scope["query_string"].decode("latin-1"),
             headers=headers, body=body, claims=claims))

@@ -377,6 +377,28 @@ async def _answer(send: Send, extra: Headers, error: LedgerbaseError, *, close: 
 # --- secrets ------------------------------------------------------------------------------
 
 
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The request body, read to its end or to a disconnect.
+
+    Raises LedgerbaseError 413 (PGRST413) above ``limit`` bytes: the middleware answers
+    a declared or streamed body that is too large itself; a handler stops reading too.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
 def load_or_create_secret_file(path: Path, generate: Callable[[], bytes]) -> bytes:
     """The content of the secret file ``path``, created with ``generate()`` (mode 0600) if missing.
 

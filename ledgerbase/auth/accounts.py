@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from ledgerbase.auth.errors import (
     AuthApiError,
@@ -57,6 +58,9 @@ def _duplicate(error: LedgerbaseError) -> bool:
     return error.code == "23505"
 
 
+T = TypeVar("T")
+
+
 def _password(value: Any, *, required: bool) -> str | None:
     if value is None or value == "":
         if required:
@@ -98,6 +102,16 @@ class Accounts:
         self.sessions = sessions
         self.disable_signup = disable_signup
 
+    async def _write_user(self, work: Callable[[Transaction], Awaitable[T]],
+                          taken: Callable[[], AuthApiError]) -> T:
+        """Run ``work`` in a write transaction; an email already in use raises ``taken()``."""
+        try:
+            return await self.store.database.write(work)
+        except LedgerbaseError as error:
+            if _duplicate(error):
+                raise taken() from None
+            raise
+
     def check_strength(self, password: str) -> None:
         """Raises weak_password (422, with reasons) when the policy refuses ``password``."""
         problem = self.policy.problems(password)
@@ -132,12 +146,7 @@ class Accounts:
                                    traits={"provider": "email", "session_id": session_id})
             return session_id, token
 
-        try:
-            session_id, token = await self.store.database.write(work)
-        except LedgerbaseError as error:
-            if _duplicate(error):
-                raise user_already_exists() from None
-            raise
+        session_id, token = await self._write_user(work, user_already_exists)
         return SignedIn(user=user, session_id=session_id, refresh_token=token, signed_in_at=now)
 
     async def sign_in(self, body: dict[str, Any], client: Client) -> SignedIn:
@@ -225,12 +234,7 @@ class Accounts:
                                        traits={"fields": sorted(changes.keys() - {"encrypted_password"})})
             return updated
 
-        try:
-            updated = await self.store.database.write(work)
-        except LedgerbaseError as error:
-            if _duplicate(error):
-                raise email_exists() from None
-            raise
+        updated = await self._write_user(work, email_exists)
         if updated is None:
             raise user_not_found(403, "User from sub claim in JWT does not exist")
         return updated
@@ -294,12 +298,7 @@ class Accounts:
                                    traits={"user_id": user.id, "user_email": email, "provider": "email",
                                            "by": "admin"})
 
-        try:
-            await self.store.database.write(work)
-        except LedgerbaseError as error:
-            if _duplicate(error):
-                raise email_exists() from None
-            raise
+        await self._write_user(work, email_exists)
         return user
 
     async def admin_update(self, user_id: str, body: dict[str, Any], client: Client) -> UserRecord:
@@ -343,12 +342,7 @@ class Accounts:
                                    traits={"user_id": user_id, "fields": sorted(changes)})
             return updated
 
-        try:
-            updated = await self.store.database.write(work)
-        except LedgerbaseError as error:
-            if _duplicate(error):
-                raise email_exists() from None
-            raise
+        updated = await self._write_user(work, email_exists)
         if updated is None:
             raise user_not_found()
         return updated

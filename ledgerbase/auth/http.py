@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ledgerbase.auth.errors import API_VERSION_HEADER, AuthApiError, api_version, validation_failed
+from ledgerbase.errors import LedgerbaseError
+from ledgerbase.security import read_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -73,19 +75,10 @@ async def read_request(scope: Scope, receive: Receive, *, max_body: int, trust_p
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > max_body:
-            raise AuthApiError(413, "request_too_large", f"The request body is larger than {max_body} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
+    try:
+        body = await read_body(receive, max_body)
+    except LedgerbaseError:
+        raise AuthApiError(413, "request_too_large", f"The request body is larger than {max_body} bytes") from None
     client = scope.get("client")
     ip = str(client[0]) if client else ""
     scheme = str(scope.get("scheme") or "http")
@@ -97,7 +90,7 @@ async def read_request(scope: Scope, receive: Receive, *, max_body: int, trust_p
         host = headers.get("x-forwarded-host", host).split(",")[0].strip() or host
     query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
     return AuthRequest(method=scope["method"], path=scope["path"][len("/auth/v1"):] or "/", query=query,
-                       headers=headers, body=b"".join(chunks), ip=ip,
+                       headers=headers, body=body, ip=ip,
                        version=api_version(headers.get(API_VERSION_HEADER)), base_url=f"{scheme}://{host}")
 
 
