@@ -89,14 +89,20 @@ def _build(size: int, rows: Sequence[Sequence[Any]], edge: tiles.TreeEdge) -> tu
     """The entries of the changes numbered from ``size`` on (stopping at the first gap) and the
     tree grown by them."""
     entries: list[bytes] = []
+    leaves: list[bytes] = []
+    last_when: Any = None
+    time_text = ""
     for offset, (seq, when, table, op, pk, row, salt, actor) in enumerate(rows):
         if int(seq) != size + offset:
             break  # numbered but not visible yet: the next round takes it
-        data = orjson.loads(row) if row is not None else None
-        digest = row_digest(bytes(salt), data if op != "delete" else None)
-        entries.append(make_entry(int(seq), entry_time(when), str(table), str(op), orjson.loads(pk),
-                                  digest, str(actor)))
-    return entries, tiles.integrate(edge, [merkle.leaf_hash(entry) for entry in entries])
+        if when != last_when:  # a transaction's changes share their commit time
+            last_when, time_text = when, entry_time(when)
+        data = orjson.loads(row) if row is not None and op != "delete" else None
+        entry = make_entry(int(seq), time_text, str(table), str(op), orjson.loads(pk),
+                           row_digest(bytes(salt), data), str(actor))
+        entries.append(entry)
+        leaves.append(merkle.leaf_hash(entry))
+    return entries, tiles.integrate(edge, leaves)
 
 
 class Queries:
@@ -116,14 +122,17 @@ class Queries:
                               "ON i.key = l.key)"))
         self.bundle = f"SELECT data FROM {schema}bundles WHERE idx = {p(1)}"
         if postgres:
-            self.changes = (f"SELECT seq, time, table_name, op, pk::text, row_data::text, salt, actor "
-                            f"FROM ledgerbase.ledger_changes WHERE seq >= {p(1)} ORDER BY seq LIMIT {p(2)}")
-            self.pending = "SELECT coalesce(max(seq) + 1, 0) FROM ledgerbase.ledger_changes WHERE seq IS NOT NULL"
-            self.forget_rows = (f"UPDATE ledgerbase.ledger_changes SET row_data = NULL "
-                                f"WHERE seq >= {p(1)} AND seq < {p(2)}")
-            self.history = (f"SELECT seq, salt FROM ledgerbase.ledger_changes WHERE table_name = {p(1)} "
-                            f"AND pk = {p(2)}::jsonb AND seq < {p(3)} ORDER BY seq")
-            self.salt = f"SELECT salt FROM ledgerbase.ledger_changes WHERE seq = {p(1)}"
+            # changes are numbered by their transaction's commit row (ledgerbase.ledger.capture)
+            self.changes = ("SELECT seq, time, table_name, op, pk::text, row_data::text, salt, actor "
+                            "FROM ledgerbase.ledger_changes_from($1, $2)")
+            self.pending = "SELECT size FROM ledgerbase.ledger_head WHERE id = 1"
+            # whole transactions whose last change is in [$1, $2)
+            self.forget_rows = ("UPDATE ledgerbase.ledger_changes AS ch SET row_data = NULL "
+                                "FROM ledgerbase.ledger_commits AS c WHERE c.last_seq >= $1 AND c.last_seq < $2 "
+                                "AND ch.txid = c.txid AND ch.pos BETWEEN c.first_pos "
+                                "AND c.first_pos + (c.last_seq - c.first_seq) AND ch.row_data IS NOT NULL")
+            self.history = ("SELECT seq, salt FROM ledgerbase.ledger_log WHERE table_name = $1 "
+                            "AND pk = $2::jsonb AND seq < $3 ORDER BY seq")
         else:
             self.changes = (f"SELECT id - 1, time, table_name, op, pk, row_data, salt, actor "
                             f"FROM _ledgerbase_ledger_changes WHERE id > {p(1)} ORDER BY id LIMIT {p(2)}")
@@ -132,7 +141,6 @@ class Queries:
                                 f"WHERE id > {p(1)} AND id <= {p(2)}")
             self.history = (f"SELECT id - 1, salt FROM _ledgerbase_ledger_changes WHERE table_name = {p(1)} "
                             f"AND json(pk) = json({p(2)}) AND id <= {p(3)} ORDER BY id")
-            self.salt = f"SELECT salt FROM _ledgerbase_ledger_changes WHERE id = {p(1)} + 1"
         conflict = "ON CONFLICT (level, idx) DO UPDATE SET width = excluded.width, data = excluded.data"
         self.put_tile = (f"INSERT INTO {schema}tiles (level, idx, width, data) VALUES "
                          f"({p(1)}, {p(2)}, {p(3)}, {p(4)}) {conflict}")
