@@ -35,7 +35,7 @@ from ledgerbase.security import load_or_create_secret_file
 log = structlog.get_logger("ledgerbase.ledger")
 _LOCK_KEY = 0x4C42_4C47  # "LBLG": one integrator per PostgreSQL database
 BATCH = 10_000
-_TILE_CACHE = 4096  # full tiles kept in memory for proofs (8 KiB each)
+_TILE_CACHE = 2048  # full tiles kept in memory for proofs, with their subtree rows (16 KiB each)
 
 
 class LedgerError(LedgerbaseError):
@@ -173,7 +173,10 @@ class Ledger:
         # feeds read it); then only the digest and salt remain
         self.keep_row_data = keep_row_data
         self._forgotten = 0
-        self._full_tiles: dict[tuple[int, int], bytes] = {}
+        # proofs: the subtree rows of full tiles (tiles.subtree_rows), oldest dropped first
+        self._tile_rows: dict[tuple[int, int], tuple[bytes, ...]] = {}
+        self._edge_rows_of: tiles.TreeEdge | None = None
+        self._edge_rows_cache: dict[tuple[int, int], tuple[bytes, ...]] = {}
         # for /metrics, refreshed every round: changes numbered, and since when some wait
         self.numbered = 0
         self.waiting_since: float | None = None
@@ -370,17 +373,17 @@ class Ledger:
         return tiles.decode_bundle(data)[index % tiles.TILE_WIDTH]
 
     async def _hashes(self, nodes: Sequence[merkle.Node], size: int) -> list[bytes]:
-        """The hashes of ``nodes`` in the tree of ``size``: full tiles from memory (they never
-        change), the others in one query."""
-        stored: dict[tuple[int, int], bytes] = {}
+        """The hashes of ``nodes`` in the tree of ``size``, read from the subtree rows of their
+        tiles: kept in memory for full tiles (they never change) and the right edge, the other
+        tiles read in one query."""
+        found: dict[tuple[int, int], tuple[bytes, ...]] = {}
         wanted = []
-        edge = self._edge_tiles()
+        edge = self._edge_rows()
         for tile in tiles.tiles_for_nodes(nodes, size):
-            cached = self._full_tiles.get((tile.level, tile.index)) or edge.get((tile.level, tile.index))
-            if cached is not None and len(cached) < tile.width * merkle.HASH_SIZE:
-                cached = None
-            if cached is not None:
-                stored[(tile.level, tile.index)] = cached
+            key = (tile.level, tile.index)
+            rows = self._tile_rows.get(key) or edge.get(key)
+            if rows is not None and len(rows[0]) >= tile.width * merkle.HASH_SIZE:
+                found[key] = rows
             else:
                 wanted.append(tile)
         if wanted:
@@ -388,26 +391,38 @@ class Ledger:
             indexes = [tile.index for tile in wanted]
             params: tuple[Any, ...] = ((levels, indexes) if self.queries.postgres
                                        else (orjson.dumps(levels).decode(), orjson.dumps(indexes).decode()))
-            for level, index, data in await self.database.fetch_all(self.queries.many_tiles, params):
-                stored[(int(level), int(index))] = bytes(data)
+            stored = {(int(level), int(index)): bytes(data) for level, index, data
+                      in await self.database.fetch_all(self.queries.many_tiles, params)}
             for tile in wanted:
-                data = stored.get((tile.level, tile.index))
+                key = (tile.level, tile.index)
+                data = stored.get(key)
                 if data is None or len(data) < tile.width * merkle.HASH_SIZE:
                     raise UnavailableError(f"tile {tile.path()} is not stored yet", code="PGRST002")
+                found[key] = tiles.subtree_rows(data)
                 if len(data) == tiles.TILE_WIDTH * merkle.HASH_SIZE:
-                    if len(self._full_tiles) >= _TILE_CACHE:
-                        self._full_tiles.clear()
-                    self._full_tiles[(tile.level, tile.index)] = data
-        return tiles.read_node_hashes(nodes, stored)
+                    if len(self._tile_rows) >= _TILE_CACHE:
+                        del self._tile_rows[next(iter(self._tile_rows))]  # the oldest
+                    self._tile_rows[key] = found[key]
+        hashes = []
+        for node in nodes:
+            level = node.level // tiles.TILE_HEIGHT
+            index = (node.index << (node.level - level * tiles.TILE_HEIGHT)) // tiles.TILE_WIDTH
+            hashes.append(tiles.node_hash_from_rows(node, level, index, found[(level, index)]))
+        return hashes
 
-    def _edge_tiles(self) -> dict[tuple[int, int], bytes]:
-        """The partial tiles of the right edge this process integrated last (checked against the
-        published root), by (level, index): a proof at any published size reads their prefixes."""
+    def _edge_rows(self) -> dict[tuple[int, int], tuple[bytes, ...]]:
+        """The subtree rows of the partial tiles of the right edge this process integrated last
+        (checked against the published root), by (level, index): a proof at any published size
+        reads them (a narrower tile's complete subtrees are the same)."""
         edge = self._edge
         if edge is None:
             return {}
-        return {(level, (edge.size >> (tiles.TILE_HEIGHT * level)) // tiles.TILE_WIDTH): data
+        if self._edge_rows_of is not edge:
+            self._edge_rows_cache = {
+                (level, (edge.size >> (tiles.TILE_HEIGHT * level)) // tiles.TILE_WIDTH): tiles.subtree_rows(data)
                 for level, data in enumerate(edge.partial) if data}
+            self._edge_rows_of = edge
+        return self._edge_rows_cache
 
     async def _size(self, size: int | None) -> int:
         if size is not None and self.head is not None and 0 < size <= self.head.size:
