@@ -104,8 +104,6 @@ async def fill(url: str, start: int, count: int) -> None:
                 async with connection.transaction():
                     await connection.execute("SET LOCAL session_replication_role = replica")
                     await connection.execute(_POSTGRES_FILL, first, min(chunk, start + count - first))
-            await connection.execute("UPDATE ledgerbase.ledger_head SET size = $1 WHERE id = 1",
-                                     start + count)
         finally:
             await connection.close()
         return
@@ -164,7 +162,7 @@ _SQLITE_COUNTS = ("SELECT (SELECT coalesce(max(id), 0) FROM _ledgerbase_ledger_c
                   "coalesce((SELECT size FROM _ledgerbase_ledger_state WHERE id = 1), 0)")
 _SQLITE_AGE = ("SELECT (julianday('now') - julianday(time)) * 86400 "
                "FROM _ledgerbase_ledger_changes WHERE id = ? + 1")
-_POSTGRES_COUNTS = ("SELECT (SELECT size FROM ledgerbase.ledger_head WHERE id = 1), "
+_POSTGRES_COUNTS = ("SELECT (SELECT coalesce(max(last_seq) + 1, 0) FROM ledgerbase.ledger_commits), "
                     "coalesce((SELECT size FROM ledgerbase.ledger_state WHERE id = 1), 0)")
 _POSTGRES_AGE = ("SELECT extract(epoch FROM clock_timestamp() - time)::float8 "
                  "FROM ledgerbase.ledger_commits WHERE last_seq >= $1 ORDER BY last_seq LIMIT 1")

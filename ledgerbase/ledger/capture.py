@@ -48,13 +48,11 @@ _NEXT_POSITION = ("(SELECT coalesce(max(pos) + 1, 0) FROM ledgerbase.ledger_chan
 # flush, and the head's row lock is held for microseconds instead of a disk flush.
 FLUSH_SETTING = "ledgerbase.flush_after_commit"
 
+# Held by the transaction numbering its changes until it ends (one key per database).
+_NUMBERING_LOCK = 0x4C42_5351  # "LBSQ"
+
 POSTGRES_SETUP = (
     *POSTGRES_TABLES,
-    """CREATE TABLE IF NOT EXISTS ledgerbase.ledger_head (
-  id int PRIMARY KEY CHECK (id = 1),
-  size bigint NOT NULL
-)""",
-    "INSERT INTO ledgerbase.ledger_head (id, size) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
     # A change is written once, by the capture trigger: the transaction's id and the change's
     # position in it. Its sequence number comes from its transaction's commit row.
     """CREATE TABLE IF NOT EXISTS ledgerbase.ledger_changes (
@@ -76,7 +74,6 @@ POSTGRES_SETUP = (
   first_pos int NOT NULL,
   time timestamptz NOT NULL
 )""",
-    "CREATE INDEX IF NOT EXISTS ledger_commits_txid ON ledgerbase.ledger_commits (txid)",
     # a database made before commit rows numbered each change row in place: convert it
     """DO $lb$ BEGIN
   IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'ledgerbase'
@@ -93,6 +90,7 @@ POSTGRES_SETUP = (
       ALTER COLUMN pos SET NOT NULL, ADD PRIMARY KEY (txid, pos);
   END IF;
 END $lb$""",
+    "DROP TABLE IF EXISTS ledgerbase.ledger_head",  # the numbers' count, before commit rows had it
     # Numbered changes in order, for a range read: inlined by the planner (index range scans
     # on the commit rows and the changes of each).
     """CREATE OR REPLACE FUNCTION ledgerbase.ledger_changes_from(first bigint, max_count int)
@@ -149,6 +147,8 @@ END
 $$""",
     # At COMMIT: number the transaction's changes after every earlier commit's. The trigger
     # fires once per change; the first firing numbers them all, the others find them numbered.
+    # (A lock, not an UPDATE of a counter row: thousands of updates a second of one row
+    # grew it to hundreds of pages of dead versions that every writer and reader walked.)
     f"""CREATE OR REPLACE FUNCTION ledgerbase.sequence_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -161,9 +161,10 @@ BEGIN
     RETURN NULL;
   END IF;
   SELECT max(pos) + 1 INTO total FROM ledgerbase.ledger_changes WHERE txid = NEW.txid;
-  -- the head's row lock is held until the transaction ends: numbers follow commit order
-  UPDATE ledgerbase.ledger_head SET size = size + (total - done) WHERE id = 1
-    RETURNING size - (total - done) INTO first_seq;
+  -- the lock is held until the transaction ends: numbers follow commit order, and the
+  -- next numbering's snapshot (taken after it gets the lock) sees this commit row
+  PERFORM pg_advisory_xact_lock({_NUMBERING_LOCK});
+  SELECT coalesce(max(last_seq) + 1, 0) INTO first_seq FROM ledgerbase.ledger_commits;
   INSERT INTO ledgerbase.ledger_commits (last_seq, first_seq, txid, first_pos, time)
     VALUES (first_seq + (total - done) - 1, first_seq, NEW.txid, done, clock_timestamp());
   PERFORM set_config('ledgerbase.numbered', total::text, true);
@@ -370,7 +371,8 @@ class LedgerMark:
     async def after(self, tx: Transaction, before: Any) -> Any:
         """Called in the transaction after the write: what ``committed`` needs."""
         if self.postgres:
-            return (await tx.fetch_all("SELECT pg_current_xact_id()::text", ()))[0][0]
+            # none when the transaction wrote nothing (so it numbered nothing)
+            return (await tx.fetch_all("SELECT pg_current_xact_id_if_assigned()::text", ()))[0][0]
         last = (await tx.fetch_all(f"SELECT coalesce(max(id), 0) FROM {SQLITE_CHANGES}", ()))[0][0]
         return int(last) - 1 if int(last) > int(before) else None
 
@@ -378,6 +380,8 @@ class LedgerMark:
         """The sequence number, after the commit."""
         if not self.postgres or noted is None:
             return int(noted) if noted is not None else None
+        # from the newest commit row back: this one was committed a moment ago
         row = await self.database.fetch_one(
-            "SELECT max(last_seq) FROM ledgerbase.ledger_commits WHERE txid = $1::text::xid8", (noted,))
+            "SELECT last_seq FROM ledgerbase.ledger_commits WHERE txid = $1::text::xid8 "
+            "ORDER BY last_seq DESC LIMIT 1", (noted,))
         return int(row[0]) if row is not None and row[0] is not None else None

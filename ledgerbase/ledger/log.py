@@ -125,7 +125,7 @@ class Queries:
             # changes are numbered by their transaction's commit row (ledgerbase.ledger.capture)
             self.changes = ("SELECT seq, time, table_name, op, pk::text, row_data::text, salt, actor "
                             "FROM ledgerbase.ledger_changes_from($1, $2)")
-            self.pending = "SELECT size FROM ledgerbase.ledger_head WHERE id = 1"
+            self.pending = "SELECT coalesce(max(last_seq) + 1, 0) FROM ledgerbase.ledger_commits"
             # whole transactions whose last change is in [$1, $2)
             self.forget_rows = ("UPDATE ledgerbase.ledger_changes AS ch SET row_data = NULL "
                                 "FROM ledgerbase.ledger_commits AS c WHERE c.last_seq >= $1 AND c.last_seq < $2 "
@@ -387,12 +387,15 @@ class Ledger:
             else:
                 wanted.append(tile)
         if wanted:
-            levels = [tile.level for tile in wanted]
-            indexes = [tile.index for tile in wanted]
-            params: tuple[Any, ...] = ((levels, indexes) if self.queries.postgres
-                                       else (orjson.dumps(levels).decode(), orjson.dumps(indexes).decode()))
-            stored = {(int(level), int(index)): bytes(data) for level, index, data
-                      in await self.database.fetch_all(self.queries.many_tiles, params)}
+            if len(wanted) == 1:  # the usual case once the upper tiles are cached: a plain key lookup
+                read = await self.database.fetch_all(self.queries.tiles, (wanted[0].level, wanted[0].index))
+            else:
+                levels = [tile.level for tile in wanted]
+                indexes = [tile.index for tile in wanted]
+                params: tuple[Any, ...] = ((levels, indexes) if self.queries.postgres
+                                           else (orjson.dumps(levels).decode(), orjson.dumps(indexes).decode()))
+                read = await self.database.fetch_all(self.queries.many_tiles, params)
+            stored = {(int(level), int(index)): bytes(data) for level, index, data in read}
             for tile in wanted:
                 key = (tile.level, tile.index)
                 data = stored.get(key)

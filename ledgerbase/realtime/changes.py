@@ -56,7 +56,7 @@ class ChangeReader:
             # a transaction's changes are numbered by its commit row (ledgerbase.ledger.capture)
             self._after = ("SELECT seq, time, table_name, op, pk::text, row_data::text "
                            "FROM ledgerbase.ledger_changes_from($1::bigint + 1, $2)")
-            self._head = "SELECT size - 1 FROM ledgerbase.ledger_head WHERE id = 1"
+            self._head = "SELECT coalesce(max(last_seq), -1) FROM ledgerbase.ledger_commits"
             self._flush: str | None = "SELECT pg_current_xact_id()"
         else:
             # seq = id - 1
