@@ -413,7 +413,7 @@ class PostgresDatabase(Database):
         self.url = url
         self._capture = "on" if capture else "off"
         # With capture on, the ledger numbers a writing transaction's changes at COMMIT under
-        # a row lock that is held until the transaction ends. Such a transaction commits
+        # a lock that is held until the transaction ends. Such a transaction commits
         # without waiting for its WAL flush (the numbering trigger turns synchronous_commit
         # off when ledgerbase.flush_after_commit is on), and the same round trip then commits
         # a transaction that does wait: its commit record comes later in the WAL, so when it

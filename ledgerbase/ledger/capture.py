@@ -7,9 +7,10 @@ Writes made by other connections (plain SQL behind Ledgerbase's back) are not
 captured: ``ledgerbase ledger verify --database`` reports them as drift.
 
 - PostgreSQL: one ``SECURITY DEFINER`` trigger function, active only in sessions
-  that set ``ledgerbase.capture`` (Ledgerbase's pool does); a deferred constraint
-  trigger numbers a transaction's changes at COMMIT, under a row lock on the
-  ledger's head, so sequence numbers are gapless and in commit order across any
+  that set ``ledgerbase.capture`` (Ledgerbase's pool does), writes each change once with
+  its transaction and its position in it; a deferred constraint trigger numbers the
+  transaction's changes at COMMIT with one commit row, under a lock held to the end of
+  the transaction, so sequence numbers are gapless and in commit order across any
   number of API processes (docs/ledger.md).
 - SQLite: ``TEMP`` triggers, which exist only on Ledgerbase's writer connection;
   the one writer numbers changes in commit order by itself.
@@ -45,7 +46,7 @@ _NEXT_POSITION = ("(SELECT coalesce(max(pos) + 1, 0) FROM ledgerbase.ledger_chan
                   "WHERE txid = pg_current_xact_id())")
 # Set on the server's own connections: it flushes the WAL after each COMMIT itself
 # (``PostgresDatabase.write``), so a numbered transaction may commit without waiting for the
-# flush, and the head's row lock is held for microseconds instead of a disk flush.
+# flush, and the numbering lock is held for microseconds instead of a disk flush.
 FLUSH_SETTING = "ledgerbase.flush_after_commit"
 
 # Held by the transaction numbering its changes until it ends (one key per database).
