@@ -21,6 +21,7 @@ from ledgerbase.auth.keys import Claims, TokenVerifier
 from ledgerbase.db.engine import Database
 from ledgerbase.db.schema import SchemaCache, Table
 from ledgerbase.errors import LedgerbaseError
+from ledgerbase.realtime.audience import Audience
 from ledgerbase.realtime.bindings import Binding, change_data
 from ledgerbase.realtime.changes import Change, ChangeReader
 from ledgerbase.realtime.channels import Channel, Hub
@@ -62,6 +63,7 @@ class RealtimeService:
         self.poll_interval = poll_interval
         self._reader = ChangeReader(database) if changes else None
         self._visibility = Visibility(api)
+        self._audience = Audience(database)
         self._task: asyncio.Task[None] | None = None
         self._reads = asyncio.Semaphore(READS_AT_ONCE)
         self.cursor: int | None = None  # the last change number handled
@@ -192,18 +194,46 @@ class RealtimeService:
 
     async def _visible(self, schema: SchemaCache, interested: dict[str, list[Channel]],
                        batches: dict[str, list[Change]]) -> dict[tuple[str, str], Seen]:
+        """What each distinct caller may see of each table's batch: per table and role, one
+        policy check for all its callers (``ledgerbase.realtime.audience``); where that
+        cannot be exact, one data API read per caller (``ledgerbase.realtime.visibility``)."""
+        seen: dict[tuple[str, str], Seen] = {}
         jobs: dict[tuple[str, str], Awaitable[Seen]] = {}
         for name, batch in batches.items():
             if all(change.op == "DELETE" for change in batch):
                 continue
+            table = schema.tables[name]
             # rows the ledger no longer keeps are read back, for service_role too
             forgotten = any(change.record is None and change.op != "DELETE" for change in batch)
+            by_role: dict[str, dict[str, Claims]] = {}
             for channel in interested[name]:
-                key = (name, _claims_key(channel.claims))
-                if (forgotten or channel.claims.role != "service_role") and key not in jobs:
-                    jobs[key] = self._read(schema.tables[name], batch, channel.claims)
+                if forgotten or channel.claims.role != "service_role":
+                    by_role.setdefault(channel.claims.role, {})[_claims_key(channel.claims)] = channel.claims
+            for callers in by_role.values():
+                answered = None if forgotten else await self._check(schema, table, batch, callers)
+                if answered is not None:
+                    seen.update(answered)
+                    continue
+                for key, claims in callers.items():
+                    jobs[(name, key)] = self._read(table, batch, claims)
         results = await asyncio.gather(*jobs.values())
-        return dict(zip(jobs, results, strict=True))
+        seen.update(zip(jobs, results, strict=True))
+        return seen
+
+    async def _check(self, schema: SchemaCache, table: Table, batch: list[Change],
+                     callers: dict[str, Claims]) -> dict[tuple[str, str], Seen] | None:
+        """One policy check of ``batch`` for callers of one role; None: not exact here."""
+        changed = [change.pk for change in batch if change.op != "DELETE"]
+        keys = [key_of(pk) for pk in changed]
+        try:
+            allowed = await self._audience.visible(schema, table, changed, list(callers.values()))
+        except LedgerbaseError as error:  # the database failed: nothing is sent, as for a read
+            log.warning("realtime_visibility_failed", table=table.name, error=error.message)
+            return {(table.name, key): Seen() for key in callers}
+        if allowed is None:
+            return None
+        return {(table.name, key): Seen(keys={keys[index] for index in indexes})
+                for key, indexes in zip(callers, allowed, strict=True)}
 
     async def _read(self, table: Table, batch: list[Change], claims: Claims) -> Seen:
         async with self._reads:
