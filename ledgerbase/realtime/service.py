@@ -188,8 +188,12 @@ class RealtimeService:
             if interested[change.table]:
                 batches.setdefault(change.table, []).append(change)
         visible = await self._visible(schema, interested, batches)
+        audiences = {name: _Audience(interested[name], name, visible) for name in batches}
         for change in changes:
-            for channel in interested.get(change.table, ()):
+            audience = audiences.get(change.table)
+            if audience is None:
+                continue
+            for channel in audience.of(change):
                 self._send_change(channel, schema.tables[change.table], change, visible)
 
     async def _visible(self, schema: SchemaCache, interested: dict[str, list[Channel]],
@@ -263,3 +267,30 @@ class RealtimeService:
             channel.push(Frame(topic=channel.topic, event="postgres_changes",
                                payload={"ids": sorted({b.id for b in bindings}), "data": data},
                                seq=change.seq))
+
+
+class _Audience:
+    """The channels a batch's changes of one table may go to, by row: those that see every
+    row (service_role, tables without row-level security) and, per row, those whose caller
+    may see it. Each change costs the channels that get it, not every subscriber."""
+
+    def __init__(self, channels: list[Channel], table: str, visible: dict[tuple[str, str], Seen]) -> None:
+        self.channels = channels
+        self.everyone: list[Channel] = []
+        self.by_key: dict[bytes, list[Channel]] = {}
+        callers: dict[str, list[Channel]] = {}
+        for channel in channels:
+            callers.setdefault(_claims_key(channel.claims), []).append(channel)
+        for key, members in callers.items():
+            seen = visible.get((table, key))
+            if members[0].claims.role == "service_role" or (seen is not None and seen.everything):
+                self.everyone.extend(members)
+            elif seen is not None:
+                for row in seen.keys.union(seen.rows):
+                    self.by_key.setdefault(row, []).extend(members)
+
+    def of(self, change: Change) -> list[Channel]:
+        """The channels that may get ``change`` (deletes: all of them, as in Supabase Realtime)."""
+        if change.op == "DELETE":
+            return self.channels
+        return self.everyone + self.by_key.get(key_of(change.pk), [])
