@@ -84,7 +84,8 @@ class Runtime:
                 self.database, self.verifier, self.api, lambda: self.schema,
                 changes=settings.ledger_enabled, poll_interval=settings.realtime_poll_interval,
                 queue_limit=settings.realtime_queue_limit, relay_url=settings.redis_url,
-                relay_channel=settings.realtime_relay_channel)
+                relay_channel=settings.realtime_relay_channel,
+                presence_timeout=settings.realtime_presence_timeout_seconds)
         self.events: EventPublisher | None = (
             EventPublisher.from_settings(self.database, settings) if settings.ledger_enabled else None)
         self._watchers: list[asyncio.Task[None]] = []

@@ -3,8 +3,9 @@
 One task per server reads the ledger's changes table every ``poll_interval`` seconds
 (an indexed range scan after the last number seen) and fans each batch out to the
 channels whose bindings want it, after one visibility read per table and distinct
-caller (``ledgerbase.realtime.visibility``). Broadcasts reach the other servers through
-Redis when ``redis_url`` is set (``ledgerbase.realtime.relay``); presence stays in this process.
+caller (``ledgerbase.realtime.visibility``). Broadcasts and presence reach the other
+servers through Redis when ``redis_url`` is set (``ledgerbase.realtime.relay``): each
+server keeps the others' presences, so every member of a topic sees every other member.
 """
 
 from __future__ import annotations
@@ -52,13 +53,12 @@ class RealtimeService:
     def __init__(self, database: Database, verifier: TokenVerifier, api: DataApi,
                  schema: Callable[[], SchemaCache], *, changes: bool = True,
                  poll_interval: float = 0.05, queue_limit: int = 10_000, relay_url: str = "",
-                 relay_channel: str = "ledgerbase:realtime") -> None:
+                 relay_channel: str = "ledgerbase:realtime", presence_timeout: float = 15.0) -> None:
         self.verifier = verifier
         self.schema = schema
         self.hub = Hub()
-        self._relay = RedisRelay(relay_url, relay_channel, self.hub.deliver) if relay_url else None
-        if self._relay is not None:
-            self.hub.relay = self._relay.publish
+        self._relay = RedisRelay(relay_url, relay_channel, self.hub, presence_timeout) if relay_url else None
+        self.hub.relay = self._relay
         self.queue_limit = queue_limit
         self.poll_interval = poll_interval
         self._reader = ChangeReader(database) if changes else None
@@ -76,7 +76,7 @@ class RealtimeService:
             self._relay.start()
 
     async def stop(self) -> None:
-        """Stop following changes (and other servers' broadcasts)."""
+        """Stop following changes (and other servers' broadcasts and presence, saying goodbye)."""
         if self._relay is not None:
             await self._relay.stop()
         if self._task is not None:
