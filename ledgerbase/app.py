@@ -230,8 +230,18 @@ def create_app(settings: Settings | None = None, *, demo: bool = False) -> Calla
                                  request_timeout=settings.request_timeout_seconds,
                                  trust_forwarded_proto=settings.proxy_headers)
     observed = ObservabilityMiddleware(secured, metrics, access_log=settings.access_log)
-    observed.runtime = runtime  # type: ignore[attr-defined]
-    return observed
+    realtime = runtime.realtime
+
+    async def entry(scope: Scope, receive: Receive, send: Send) -> None:
+        # Realtime's sockets skip the middleware (which passes websockets through untouched):
+        # a connection then holds three coroutine frames fewer, for as long as it is open.
+        if scope["type"] == "websocket" and realtime is not None and scope["path"] == "/realtime/v1/websocket":
+            await realtime.websocket(scope, receive, send)
+        else:
+            await observed(scope, receive, send)
+
+    entry.runtime = runtime  # type: ignore[attr-defined]
+    return entry
 
 
 async def _lifespan(runtime: Runtime, receive: Receive, send: Send) -> None:
