@@ -3,11 +3,15 @@
 A table's ``postgres_changes`` subscribers may be thousands of users, each with their
 own claims. Asking the data API once per user would cost one query per subscriber and
 batch; instead, the table's SELECT policies for a role are evaluated once for every
-subscriber of that role, in one statement joining the changed rows with the callers'
-claims (bound as one JSON parameter), the policies' ``auth.uid()`` & co. reading each
-caller's claims instead of the session's:
+subscriber of that role, in one statement joining the changed rows with a table of the
+callers' claims, the policies' ``auth.uid()`` & co. reading each caller's columns
+instead of the session's:
 
-    SELECT caller, key FROM <callers> JOIN <changed keys> JOIN <table> WHERE <policies>
+    SELECT caller, key FROM <changed keys> JOIN <table> JOIN <callers> WHERE <policies>
+
+The callers table is a TEMP table of a connection kept for this (``_Members``), indexed
+by role and helper value and updated with the callers that came and went since the last
+batch, so a policy like ``user_id = auth.uid()`` finds each row's callers by index.
 
 - SQLite: the policies compiled for the data API (``ledgerbase.auth.policies``), so the
   answer is the data API's own, nested policies included.
@@ -27,9 +31,14 @@ the stored value on both databases); other tables take the exact way too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import re
+import sqlite3
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +50,7 @@ from sqlglot import exp
 from ledgerbase.auth.keys import Claims
 from ledgerbase.auth.policies import PolicySet
 from ledgerbase.db.dialect import quote_ident
-from ledgerbase.db.engine import Database
+from ledgerbase.db.engine import Database, connect_sqlite, sqlite_error, sqlite_path
 from ledgerbase.db.schema import SchemaCache, Table, TypeKind
 from ledgerbase.errors import LedgerbaseError
 
@@ -50,11 +59,11 @@ log = structlog.get_logger("ledgerbase.realtime")
 KEY_KINDS = frozenset({TypeKind.INTEGER, TypeKind.TEXT, TypeKind.UUID})
 _HELPER = re.compile(r"\bauth\.(uid|role|jwt|email)\(\)")
 # PostgreSQL: what auth.<name>() returns (ledgerbase.db.platform), from a caller's claims
-_PG_HELPERS = {
-    "uid": "((_lb_c._lb_claims ->> 'sub')::uuid)",
-    "role": "(_lb_c._lb_claims ->> 'role')",
-    "jwt": "(_lb_c._lb_claims)",
-    "email": "(_lb_c._lb_claims ->> 'email')",
+_PG_HELPERS = {  # columns of the callers table, filled from each caller's claims as these do
+    "uid": "_lb_c._lb_uid",
+    "role": "_lb_c._lb_role_claim",
+    "jwt": "_lb_c._lb_claims",
+    "email": "_lb_c._lb_email",
 }
 _SESSION_WORDS = frozenset({"current_user", "current_role", "session_user", "user"})
 
@@ -112,23 +121,31 @@ class Audience:
         self._cache_id = 0
         self._policies: PolicySet | None = None
         self._queries: dict[tuple[str, str], Query | object | None] = {}
+        self._evaluable_claims: dict[str, bool] = {}
+        self._members: _Members = _SqliteMembers(database) if self.sqlite else _PostgresMembers(database)
+
+    async def close(self) -> None:
+        """Let go of the connection holding the callers."""
+        await self._members.close()
 
     async def visible(self, cache: SchemaCache, table: Table, keys: Sequence[dict[str, object]],
-                      callers: Sequence[Claims]) -> list[set[int]] | None:
-        """For each caller (all of one role), the indexes of ``keys`` whose rows it may select.
+                      callers: Sequence[Claims]) -> dict[int, set[int]] | bool | None:
+        """Which callers (all of one role) may select which of the rows with these ``keys``:
+        caller's position -> positions of its keys, for the callers that see any; True when
+        every caller sees every row (no row-level security).
 
         None when this table and role must be answered the exact way (module docstring).
         Raises LedgerbaseError when the database fails.
         """
         if not callers:
-            return []
+            return {}
         role = callers[0].role
         query = await self._query(cache, table, role)
         if query is None:
             return None
         if query is _ALL:
-            return [set(range(len(keys))) for _ in callers]
-        found: list[set[int]] = [set() for _ in callers]
+            return True
+        found: dict[int, set[int]] = {}
         if query is _DENY or not keys:
             return found
         assert isinstance(query, Query)
@@ -136,27 +153,40 @@ class Audience:
         members = [index for index, caller in enumerate(callers) if self._evaluable(caller)]
         if not members:
             return found
-        rows_of_callers: list[Any]
-        if self.sqlite:
-            contexts = [(index, callers[index].context) for index in members]
-            rows_of_callers = [[index, context.uid, context.role, context.claims_json, context.email]
-                               for index, context in contexts]
-        else:
-            rows_of_callers = [{"_lb_i": index, "_lb_claims": callers[index].raw} for index in members]
-        rows = await self.database.fetch_all(query.sql, (orjson.dumps(bound).decode(),
-                                                         orjson.dumps(rows_of_callers).decode()))
-        for caller, key in rows:
-            found[int(caller)].add(int(key))
+        if len(members) < len(callers) and self.sqlite:
+            return None  # a value SQLite would read as a number: the exact way decides
+        try:
+            ids, rows = await self._members.run(role, [callers[index] for index in members], query.sql,
+                                                orjson.dumps(bound).decode())
+        except _NotHere as error:
+            log.warning("realtime_audience_exact", table=table.name, role=role, error=str(error))
+            self._queries[(table.name, role)] = None
+            return None
+        position = {ids[index]: caller for index, caller in enumerate(members)}
+        for member, key in rows:
+            caller = position.get(int(member))
+            if caller is not None:
+                found.setdefault(caller, set()).add(int(key))
         return found
 
     def _evaluable(self, caller: Claims) -> bool:
         """Whether the caller's claims can be evaluated with the others: on PostgreSQL a
         ``sub`` that is no uuid makes ``auth.uid()`` fail, so that caller's read would fail
-        (and it sees nothing) rather than failing everyone's."""
-        if self.sqlite:
-            return True
-        subject = caller.raw.get("sub")
-        return subject is None or (isinstance(subject, str) and _valid_uuid(subject))
+        (and it sees nothing) rather than failing everyone's; on SQLite, the callers table
+        has numeric affinity (so its indexes serve any column's comparisons), and a value
+        that looks like a number would be compared as one."""
+        context = caller.context
+        known = self._evaluable_claims.get(context.claims_json)
+        if known is None:
+            if self.sqlite:
+                known = not any(_numeric(value) for value in (context.uid, context.email, context.role))
+            else:
+                subject = caller.raw.get("sub")
+                known = subject is None or (isinstance(subject, str) and _valid_uuid(subject))
+            if len(self._evaluable_claims) > 100_000:
+                self._evaluable_claims.clear()
+            self._evaluable_claims[context.claims_json] = known
+        return known
 
     async def _query(self, cache: SchemaCache, table: Table, role: str) -> Query | object | None:
         if self._cache_id != id(cache):
@@ -195,18 +225,14 @@ class Audience:
         condition = predicate.render("_lb_t", lambda name: f'"_lb_c"."_lb_{name}"')
         columns = table.primary_key
         if len(columns) == 1:
-            match = f'"_lb_t".{quote_ident(columns[0])} = "_lb_k"."_lb_v" ->> 0'
+            match = f'"_lb_t".{quote_ident(columns[0])} = "_lb_k".value ->> 0'
         else:
-            match = " AND ".join(f'"_lb_t".{quote_ident(name)} = "_lb_k"."_lb_v" ->> {position}'
+            match = " AND ".join(f'"_lb_t".{quote_ident(name)} = "_lb_k".value ->> {position}'
                                  for position, name in enumerate(columns))
         sql = (
-            'WITH "_lb_k" AS (SELECT key AS "_lb_n", value AS "_lb_v" FROM json_each(?1)), '
-            '"_lb_c" AS MATERIALIZED (SELECT value ->> 0 AS "_lb_i", value ->> 1 AS "_lb_uid", '
-            'value ->> 2 AS "_lb_role", value ->> 3 AS "_lb_jwt", value ->> 4 AS "_lb_email" '
-            'FROM json_each(?2)) '
-            f'SELECT "_lb_c"."_lb_i", "_lb_k"."_lb_n" FROM "_lb_k" '
-            f'JOIN {quote_ident(table.name)} AS "_lb_t" ON {match} '
-            f'JOIN "_lb_c" ON 1 WHERE {condition}')
+            'SELECT "_lb_c"."_lb_i", "_lb_k".key FROM json_each(?1) AS "_lb_k" '
+            f'CROSS JOIN main.{quote_ident(table.name)} AS "_lb_t" ON {match} '
+            f'CROSS JOIN temp."_lb_callers" AS "_lb_c" WHERE "_lb_c"."_lb_role" = ?2 AND ({condition})')
         return Query(sql=sql, columns=columns)
 
     # --- PostgreSQL ------------------------------------------------------------------------
@@ -243,8 +269,8 @@ class Audience:
             "SELECT _lb_c._lb_i, _lb_k._lb_n - 1 "
             "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS _lb_k(_lb_v, _lb_n) "
             f"JOIN {qualified} ON {match} "
-            "CROSS JOIN jsonb_to_recordset($2::jsonb) AS _lb_c(_lb_i integer, _lb_claims jsonb) "
-            f"WHERE {condition}")
+            "CROSS JOIN pg_temp._lb_callers AS _lb_c "
+            f"WHERE _lb_c._lb_role = $2 AND ({condition})")
         return Query(sql=sql, columns=table.primary_key)
 
 
@@ -268,3 +294,167 @@ def _outside_reads(condition: str, schema: str) -> set[str] | None:
                 return None
             tables.add(node.name)
     return tables
+
+
+def _numeric(value: str | None) -> bool:
+    if value is None:
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+class _NotHere(Exception):
+    """The statement cannot run this way (a function the check does not know, say)."""
+
+
+class _Members:
+    """The callers of the current batch, kept in a table of a connection of its own
+    (indexed by role and helper value, so a policy like ``user_id = auth.uid()`` finds a
+    row's callers by index) and brought up to date with each batch's callers, so that
+    a batch costs the callers that came and went, not every caller."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, dict[str, int]] = {}  # role -> claims -> row in the callers table
+        self._next = 1
+        self._lock = asyncio.Lock()
+
+    async def run(self, role: str, callers: Sequence[Claims], sql: str,
+                  keys_json: str) -> tuple[list[int], list[tuple[Any, ...]]]:
+        """Bring ``role``'s callers up to date and run ``sql``: each caller's row id, and the
+        rows found. Raises LedgerbaseError when the database fails, _NotHere when it refuses."""
+        async with self._lock:
+            current = self._ids.setdefault(role, {})
+            wanted = {caller.context.claims_json: caller for caller in callers}
+            gone = [current.pop(key) for key in [key for key in current if key not in wanted]]
+            added: list[tuple[int, Claims]] = []
+            for key, caller in wanted.items():
+                if key not in current:
+                    current[key] = self._next
+                    added.append((self._next, caller))
+                    self._next += 1
+            ids = [current[caller.context.claims_json] for caller in callers]
+            try:
+                rows = await self._apply(role, gone, added, sql, keys_json,
+                                         analyze=len(gone) + len(added) > len(current) // 10)
+            except BaseException:
+                self._ids.clear()  # the table's content is unknown now: start again next time
+                await self._forget()
+                raise
+            return ids, rows
+
+    async def _apply(self, role: str, gone: list[int], added: list[tuple[int, Claims]], sql: str,
+                     keys_json: str, *, analyze: bool) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def _forget(self) -> None:
+        """Drop the connection (its table goes with it)."""
+
+    async def close(self) -> None:
+        """Close the connection."""
+        async with self._lock:
+            self._ids.clear()
+            await self._forget()
+
+
+class _SqliteMembers(_Members):
+    """A read-only connection of its own, on a thread of its own, with a TEMP table."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__()
+        self._path = sqlite_path(getattr(database, "url", ""))
+        self._connection: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledgerbase-audience")
+
+    async def _apply(self, role: str, gone: list[int], added: list[tuple[int, Claims]], sql: str,
+                     keys_json: str, *, analyze: bool) -> list[tuple[Any, ...]]:
+        rows = [(number, caller.context.role, caller.context.uid, caller.context.claims_json,
+                 caller.context.email) for number, caller in added]
+        work = functools.partial(self._work, [(number,) for number in gone], rows, sql, (keys_json, role))
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work)
+
+    def _work(self, gone: list[tuple[int]], added: list[tuple[Any, ...]], sql: str,
+              params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        try:
+            connection = self._connection
+            if connection is None:
+                connection = self._connection = connect_sqlite(self._path, readonly=True)
+                connection.execute("PRAGMA temp_store=MEMORY")
+                connection.execute(_SQLITE_CALLERS)
+                connection.execute('CREATE INDEX temp."_lb_callers_uid" ON "_lb_callers" ("_lb_role", "_lb_uid")')
+                connection.execute('CREATE INDEX temp."_lb_callers_email" ON "_lb_callers" ("_lb_role", "_lb_email")')
+            if gone or added:
+                connection.execute("BEGIN")
+                connection.executemany('DELETE FROM temp."_lb_callers" WHERE "_lb_i" = ?', gone)
+                connection.executemany('INSERT INTO temp."_lb_callers" VALUES (?, ?, ?, ?, ?)', added)
+                connection.execute("COMMIT")
+            return connection.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such" in str(error) or "syntax" in str(error):
+                raise _NotHere(str(error)) from None
+            raise sqlite_error(error) from None
+        except sqlite3.Error as error:
+            raise sqlite_error(error) from None
+
+    async def _forget(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, connection.close)
+
+
+_SQLITE_CALLERS = ('CREATE TEMP TABLE "_lb_callers" ("_lb_i" INTEGER PRIMARY KEY, "_lb_role" NUMERIC, '
+                   '"_lb_uid" NUMERIC, "_lb_jwt" NUMERIC, "_lb_email" NUMERIC)')
+_PG_CALLERS = [
+    "CREATE TEMP TABLE _lb_callers (_lb_i integer PRIMARY KEY, _lb_role text NOT NULL, _lb_claims jsonb, "
+    "_lb_uid uuid, _lb_email text, _lb_role_claim text)",
+    "CREATE INDEX ON pg_temp._lb_callers (_lb_role, _lb_uid)",
+    "CREATE INDEX ON pg_temp._lb_callers (_lb_role, _lb_email)",
+]
+_PG_ADD = """
+INSERT INTO pg_temp._lb_callers (_lb_i, _lb_role, _lb_claims, _lb_uid, _lb_email, _lb_role_claim)
+SELECT x.i, x.r, x.c, (x.c ->> 'sub')::uuid, x.c ->> 'email', x.c ->> 'role'
+FROM jsonb_to_recordset($1::jsonb) AS x(i integer, r text, c jsonb)
+"""
+
+
+class _PostgresMembers(_Members):
+    """A connection of its own (not from the pool), as Ledgerbase's login role, with a TEMP table."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__()
+        self._url = str(getattr(database, "url", ""))
+        self._connection: Any = None
+
+    async def _apply(self, role: str, gone: list[int], added: list[tuple[int, Claims]], sql: str,
+                     keys_json: str, *, analyze: bool) -> list[tuple[Any, ...]]:
+        import asyncpg
+
+        try:
+            connection = self._connection
+            if connection is None:
+                connection = self._connection = await asyncpg.connect(self._url, timeout=10)
+                for statement in _PG_CALLERS:
+                    await connection.execute(statement)
+            if gone:
+                await connection.execute("DELETE FROM pg_temp._lb_callers WHERE _lb_i = ANY($1::integer[])", gone)
+            if added:
+                await connection.execute(_PG_ADD, orjson.dumps(
+                    [{"i": number, "r": caller.role, "c": caller.raw} for number, caller in added]).decode())
+            if analyze:
+                await connection.execute("ANALYZE pg_temp._lb_callers")  # temp tables get no autovacuum
+            return [tuple(row) for row in await connection.fetch(sql, keys_json, role)]
+        except asyncpg.PostgresError as error:
+            state = str(getattr(error, "sqlstate", "") or "")
+            if state.startswith(("42", "0A")):
+                raise _NotHere(f"{state}: {error}") from None
+            raise LedgerbaseError(str(error), code=state or "PGRST000", status=503) from None
+        except (OSError, asyncpg.InterfaceError) as error:
+            raise LedgerbaseError(f"the database is unavailable: {error}", code="PGRST000", status=503) from None
+
+    async def _forget(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=5)

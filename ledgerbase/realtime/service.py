@@ -44,7 +44,8 @@ READS_AT_ONCE = 8  # visibility reads running concurrently
 
 
 def _claims_key(claims: Claims) -> str:
-    return claims.role + "\x00" + claims.context.claims_json
+    """Who a channel's caller is: its claims (which name its role)."""
+    return claims.context.claims_json
 
 
 class RealtimeService:
@@ -84,6 +85,7 @@ class RealtimeService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._audience.close()
 
     # --- the WebSocket endpoint ------------------------------------------------------------
 
@@ -176,16 +178,18 @@ class RealtimeService:
         if not subscribed:
             return
         schema = self.schema()
-        interested: dict[str, list[Channel]] = {}
+        interested: dict[str, dict[str, list[Channel]]] = {}  # table -> caller -> its channels
         batches: dict[str, list[Change]] = {}
         for change in changes:
             table = schema.tables.get(change.table)
             if table is None or table.is_view:
                 continue
             if change.table not in interested:
-                interested[change.table] = [
-                    channel for channel in subscribed
-                    if any(b.table is None or b.table == change.table for b in channel.bindings)]
+                callers: dict[str, list[Channel]] = {}
+                for channel in subscribed:
+                    if any(b.table is None or b.table == change.table for b in channel.bindings):
+                        callers.setdefault(_claims_key(channel.claims), []).append(channel)
+                interested[change.table] = callers
             if interested[change.table]:
                 batches.setdefault(change.table, []).append(change)
         visible = await self._visible(schema, interested, batches)
@@ -197,11 +201,11 @@ class RealtimeService:
             for channel in audience.of(change):
                 self._send_change(channel, schema.tables[change.table], change, visible)
 
-    async def _visible(self, schema: SchemaCache, interested: dict[str, list[Channel]],
+    async def _visible(self, schema: SchemaCache, interested: dict[str, dict[str, list[Channel]]],
                        batches: dict[str, list[Change]]) -> dict[tuple[str, str], Seen]:
-        """What each distinct caller may see of each table's batch: per table and role, one
-        policy check for all its callers (``ledgerbase.realtime.audience``); where that
-        cannot be exact, one data API read per caller (``ledgerbase.realtime.visibility``)."""
+        """What each distinct caller may see of each table's batch (no entry: nothing): per
+        table and role, one policy check for all its callers (``ledgerbase.realtime.audience``);
+        where that cannot be exact, one data API read per caller (``ledgerbase.realtime.visibility``)."""
         seen: dict[tuple[str, str], Seen] = {}
         jobs: dict[tuple[str, str], Awaitable[Seen]] = {}
         for name, batch in batches.items():
@@ -211,9 +215,10 @@ class RealtimeService:
             # rows the ledger no longer keeps are read back, for service_role too
             forgotten = any(change.record is None and change.op != "DELETE" for change in batch)
             by_role: dict[str, dict[str, Claims]] = {}
-            for channel in interested[name]:
-                if forgotten or channel.claims.role != "service_role":
-                    by_role.setdefault(channel.claims.role, {})[_claims_key(channel.claims)] = channel.claims
+            for key, members in interested[name].items():
+                claims = members[0].claims
+                if forgotten or claims.role != "service_role":
+                    by_role.setdefault(claims.role, {})[key] = claims
             for callers in by_role.values():
                 answered = None if forgotten else await self._check(schema, table, batch, callers)
                 if answered is not None:
@@ -229,16 +234,21 @@ class RealtimeService:
                      callers: dict[str, Claims]) -> dict[tuple[str, str], Seen] | None:
         """One policy check of ``batch`` for callers of one role; None: not exact here."""
         changed = [change.pk for change in batch if change.op != "DELETE"]
-        keys = [key_of(pk) for pk in changed]
         try:
             allowed = await self._audience.visible(schema, table, changed, list(callers.values()))
         except LedgerbaseError as error:  # the database failed: nothing is sent, as for a read
             log.warning("realtime_visibility_failed", table=table.name, error=error.message)
-            return {(table.name, key): Seen() for key in callers}
+            return {}
         if allowed is None:
             return None
-        return {(table.name, key): Seen(keys={keys[index] for index in indexes})
-                for key, indexes in zip(callers, allowed, strict=True)}
+        if allowed is True:
+            everything = Seen(everything=True)
+            return {(table.name, key): everything for key in callers}
+        assert isinstance(allowed, dict)
+        keys = [key_of(pk) for pk in changed]
+        names = list(callers)
+        return {(table.name, names[position]): Seen(keys={keys[index] for index in indexes})
+                for position, indexes in allowed.items()}
 
     async def _read(self, table: Table, batch: list[Change], claims: Claims) -> Seen:
         async with self._reads:
@@ -275,13 +285,10 @@ class _Audience:
     row (service_role, tables without row-level security) and, per row, those whose caller
     may see it. Each change costs the channels that get it, not every subscriber."""
 
-    def __init__(self, channels: list[Channel], table: str, visible: dict[tuple[str, str], Seen]) -> None:
-        self.channels = channels
+    def __init__(self, callers: dict[str, list[Channel]], table: str, visible: dict[tuple[str, str], Seen]) -> None:
+        self.channels = [channel for members in callers.values() for channel in members]
         self.everyone: list[Channel] = []
         self.by_key: dict[bytes, list[Channel]] = {}
-        callers: dict[str, list[Channel]] = {}
-        for channel in channels:
-            callers.setdefault(_claims_key(channel.claims), []).append(channel)
         for key, members in callers.items():
             seen = visible.get((table, key))
             if members[0].claims.role == "service_role" or (seen is not None and seen.everything):
