@@ -110,7 +110,9 @@ class RealtimeService:
             await send({"type": "websocket.close", "code": 1008})
             return
         await send({"type": "websocket.accept"})
-        del message, query  # nothing of the handshake stays referenced while the client is connected
+        # nothing of the handshake stays referenced while the client is connected
+        del message, query
+        scope["headers"] = ()
         await Connection(self, token, vsn).run(receive, send)
 
     async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
