@@ -122,6 +122,8 @@ class Audience:
         self._policies: PolicySet | None = None
         self._queries: dict[tuple[str, str], Query | object | None] = {}
         self._evaluable_claims: dict[str, bool] = {}
+        # per role: the callers list last asked about, the positions of the evaluable ones, those
+        self._prepared: dict[str, tuple[Sequence[Claims], list[int], list[Claims]]] = {}
         self._members: _Members = _SqliteMembers(database) if self.sqlite else _PostgresMembers(database)
 
     async def close(self) -> None:
@@ -150,14 +152,17 @@ class Audience:
             return found
         assert isinstance(query, Query)
         bound = [[key.get(name) for name in query.columns] for key in keys]
-        members = [index for index, caller in enumerate(callers) if self._evaluable(caller)]
+        prepared = self._prepared.get(role)
+        if prepared is None or prepared[0] is not callers:  # the same list: the same callers
+            members = [index for index, caller in enumerate(callers) if self._evaluable(caller)]
+            prepared = self._prepared[role] = (callers, members, [callers[index] for index in members])
+        _, members, evaluable = prepared
         if not members:
             return found
         if len(members) < len(callers) and self.sqlite:
             return None  # a value SQLite would read as a number: the exact way decides
         try:
-            ids, rows = await self._members.run(role, [callers[index] for index in members], query.sql,
-                                                orjson.dumps(bound).decode())
+            ids, rows = await self._members.run(role, evaluable, query.sql, orjson.dumps(bound).decode())
         except _NotHere as error:
             log.warning("realtime_audience_exact", table=table.name, role=role, error=str(error))
             self._queries[(table.name, role)] = None
@@ -318,6 +323,7 @@ class _Members:
 
     def __init__(self) -> None:
         self._ids: dict[str, dict[str, int]] = {}  # role -> claims -> row in the callers table
+        self._last: dict[str, tuple[Sequence[Claims], list[int]]] = {}  # role -> callers, their rows
         self._next = 1
         self._lock = asyncio.Lock()
 
@@ -326,6 +332,15 @@ class _Members:
         """Bring ``role``'s callers up to date and run ``sql``: each caller's row id, and the
         rows found. Raises LedgerbaseError when the database fails, _NotHere when it refuses."""
         async with self._lock:
+            last = self._last.get(role)
+            if last is not None and last[0] is callers and role in self._ids:
+                try:  # the same callers as last time: nothing to bring up to date
+                    return last[1], await self._apply(role, [], [], sql, keys_json, analyze=False)
+                except BaseException:
+                    self._ids.clear()
+                    self._last.clear()
+                    await self._forget()
+                    raise
             current = self._ids.setdefault(role, {})
             wanted = {caller.context.claims_json: caller for caller in callers}
             gone = [current.pop(key) for key in [key for key in current if key not in wanted]]
@@ -341,8 +356,10 @@ class _Members:
                                          analyze=len(gone) + len(added) > len(current) // 10)
             except BaseException:
                 self._ids.clear()  # the table's content is unknown now: start again next time
+                self._last.clear()
                 await self._forget()
                 raise
+            self._last[role] = (callers, ids)
             return ids, rows
 
     async def _apply(self, role: str, gone: list[int], added: list[tuple[int, Claims]], sql: str,
@@ -356,6 +373,7 @@ class _Members:
         """Close the connection."""
         async with self._lock:
             self._ids.clear()
+            self._last.clear()
             await self._forget()
 
 

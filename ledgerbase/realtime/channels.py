@@ -80,6 +80,7 @@ class Hub:
     def __init__(self) -> None:
         self._rooms: dict[Room, set[Channel]] = {}
         self._changes: set[Channel] = set()  # channels with postgres_changes bindings
+        self.version = 0  # changes whenever those channels or their callers change
         self.relay: Relay | None = None  # to the other servers
         self.peers = Peers()  # the other servers' presences (kept by the relay)
 
@@ -90,6 +91,7 @@ class Hub:
         self._rooms.setdefault(channel.room, set()).add(channel)
         if channel.bindings:
             self._changes.add(channel)
+            self.version += 1
 
     def leave(self, channel: Channel) -> None:
         """Remove a channel: its presence leaves, its subscriptions end."""
@@ -100,7 +102,9 @@ class Hub:
             members.discard(channel)
             if not members:
                 del self._rooms[channel.room]
-        self._changes.discard(channel)
+        if channel in self._changes:
+            self._changes.discard(channel)
+            self.version += 1
 
     def subscribed(self) -> Iterator[Channel]:
         """The channels that have postgres_changes bindings."""

@@ -68,6 +68,9 @@ class RealtimeService:
         self._task: asyncio.Task[None] | None = None
         self._reads = asyncio.Semaphore(READS_AT_ONCE)
         self.cursor: int | None = None  # the last change number handled
+        self._subscribers: dict[str, _Subscribers] = {}  # by table, for the hub's version
+        self._subscribers_version = -1
+        self._everyone: list[Channel] = []
 
     def start(self) -> None:
         """Start following the changes table (without the ledger's capture there is none)."""
@@ -176,68 +179,74 @@ class RealtimeService:
 
         ``channels``: only these (a resuming SSE stream); default every subscribed channel.
         """
-        subscribed = list(self.hub.subscribed()) if channels is None else list(channels)
+        if channels is None:
+            if self._subscribers_version != self.hub.version:
+                self._subscribers_version = self.hub.version
+                self._subscribers.clear()
+                self._everyone = list(self.hub.subscribed())
+            known, subscribed = self._subscribers, self._everyone
+        else:
+            known, subscribed = {}, list(channels)
         if not subscribed:
             return
         schema = self.schema()
-        interested: dict[str, dict[str, list[Channel]]] = {}  # table -> caller -> its channels
+        interested: dict[str, _Subscribers] = {}
         batches: dict[str, list[Change]] = {}
         for change in changes:
             table = schema.tables.get(change.table)
             if table is None or table.is_view:
                 continue
             if change.table not in interested:
-                callers: dict[str, list[Channel]] = {}
-                for channel in subscribed:
-                    if any(b.table is None or b.table == change.table for b in channel.bindings):
-                        callers.setdefault(_claims_key(channel.claims), []).append(channel)
-                interested[change.table] = callers
-            if interested[change.table]:
+                found = known.get(change.table)
+                if found is None:
+                    found = known[change.table] = _Subscribers(change.table, subscribed)
+                interested[change.table] = found
+            if interested[change.table].channels:
                 batches.setdefault(change.table, []).append(change)
         visible = await self._visible(schema, interested, batches)
-        audiences = {name: _Audience(interested[name], name, visible) for name in batches}
+        audiences = {name: _Audience(interested[name], visible.get(name, {})) for name in batches}
         for change in changes:
             audience = audiences.get(change.table)
             if audience is None:
                 continue
+            seen = visible.get(change.table, {})
             for channel in audience.of(change):
-                self._send_change(channel, schema.tables[change.table], change, visible)
+                self._send_change(channel, schema.tables[change.table], change, seen)
 
-    async def _visible(self, schema: SchemaCache, interested: dict[str, dict[str, list[Channel]]],
-                       batches: dict[str, list[Change]]) -> dict[tuple[str, str], Seen]:
+    async def _visible(self, schema: SchemaCache, interested: dict[str, _Subscribers],
+                       batches: dict[str, list[Change]]) -> dict[str, dict[str, Seen]]:
         """What each distinct caller may see of each table's batch (no entry: nothing): per
         table and role, one policy check for all its callers (``ledgerbase.realtime.audience``);
         where that cannot be exact, one data API read per caller (``ledgerbase.realtime.visibility``)."""
-        seen: dict[tuple[str, str], Seen] = {}
+        seen: dict[str, dict[str, Seen]] = {}
         jobs: dict[tuple[str, str], Awaitable[Seen]] = {}
         for name, batch in batches.items():
             if all(change.op == "DELETE" for change in batch):
                 continue
             table = schema.tables[name]
+            found = seen[name] = {}
             # rows the ledger no longer keeps are read back, for service_role too
             forgotten = any(change.record is None and change.op != "DELETE" for change in batch)
-            by_role: dict[str, dict[str, Claims]] = {}
-            for key, members in interested[name].items():
-                claims = members[0].claims
-                if forgotten or claims.role != "service_role":
-                    by_role.setdefault(claims.role, {})[key] = claims
-            for callers in by_role.values():
+            for role, callers in interested[name].by_role.items():
+                if role == "service_role" and not forgotten:
+                    continue
                 answered = None if forgotten else await self._check(schema, table, batch, callers)
                 if answered is not None:
-                    seen.update(answered)
+                    found.update(answered)
                     continue
-                for key, claims in callers.items():
-                    jobs[(name, key)] = self._read(table, batch, claims)
+                for claims in callers:
+                    jobs[(name, _claims_key(claims))] = self._read(table, batch, claims)
         results = await asyncio.gather(*jobs.values())
-        seen.update(zip(jobs, results, strict=True))
+        for (name, key), result in zip(jobs, results, strict=True):
+            seen[name][key] = result
         return seen
 
     async def _check(self, schema: SchemaCache, table: Table, batch: list[Change],
-                     callers: dict[str, Claims]) -> dict[tuple[str, str], Seen] | None:
+                     callers: list[Claims]) -> dict[str, Seen] | None:
         """One policy check of ``batch`` for callers of one role; None: not exact here."""
         changed = [change.pk for change in batch if change.op != "DELETE"]
         try:
-            allowed = await self._audience.visible(schema, table, changed, list(callers.values()))
+            allowed = await self._audience.visible(schema, table, changed, callers)
         except LedgerbaseError as error:  # the database failed: nothing is sent, as for a read
             log.warning("realtime_visibility_failed", table=table.name, error=error.message)
             return {}
@@ -245,19 +254,17 @@ class RealtimeService:
             return None
         if allowed is True:
             everything = Seen(everything=True)
-            return {(table.name, key): everything for key in callers}
+            return {_claims_key(claims): everything for claims in callers}
         assert isinstance(allowed, dict)
         keys = [key_of(pk) for pk in changed]
-        names = list(callers)
-        return {(table.name, names[position]): Seen(keys={keys[index] for index in indexes})
+        return {_claims_key(callers[position]): Seen(keys={keys[index] for index in indexes})
                 for position, indexes in allowed.items()}
 
     async def _read(self, table: Table, batch: list[Change], claims: Claims) -> Seen:
         async with self._reads:
             return await self._visibility.visible(table, batch, claims)
 
-    def _send_change(self, channel: Channel, table: Table, change: Change,
-                     visible: dict[tuple[str, str], Seen]) -> None:
+    def _send_change(self, channel: Channel, table: Table, change: Change, visible: dict[str, Seen]) -> None:
         if change.seq <= channel.since:
             return
         wanted = [b for b in channel.bindings if b.wants(change)]
@@ -265,7 +272,7 @@ class RealtimeService:
             return
         record = change.record
         if change.op != "DELETE" and (channel.claims.role != "service_role" or record is None):
-            seen = visible.get((change.table, _claims_key(channel.claims)))
+            seen = visible.get(_claims_key(channel.claims))
             if seen is None or not seen.allows(change.pk):
                 return
             if record is None:  # no longer kept by the ledger: the row as it is now
@@ -282,21 +289,39 @@ class RealtimeService:
                                seq=change.seq))
 
 
+class _Subscribers:
+    """The channels subscribed to one table's changes, by caller and by role (kept while
+    the subscriptions stay the same: a batch does not walk every subscriber again)."""
+
+    def __init__(self, table: str, subscribed: Sequence[Channel]) -> None:
+        self.callers: dict[str, list[Channel]] = {}
+        for channel in subscribed:
+            if any(b.table is None or b.table == table for b in channel.bindings):
+                self.callers.setdefault(_claims_key(channel.claims), []).append(channel)
+        self.channels = [channel for members in self.callers.values() for channel in members]
+        self.by_role: dict[str, list[Claims]] = {}
+        for members in self.callers.values():
+            self.by_role.setdefault(members[0].claims.role, []).append(members[0].claims)
+        self.service = [channel for channel in self.channels if channel.claims.role == "service_role"]
+
+
 class _Audience:
     """The channels a batch's changes of one table may go to, by row: those that see every
     row (service_role, tables without row-level security) and, per row, those whose caller
     may see it. Each change costs the channels that get it, not every subscriber."""
 
-    def __init__(self, callers: dict[str, list[Channel]], table: str, visible: dict[tuple[str, str], Seen]) -> None:
-        self.channels = [channel for members in callers.values() for channel in members]
-        self.everyone: list[Channel] = []
+    def __init__(self, subscribers: _Subscribers, seen: dict[str, Seen]) -> None:
+        self.channels = subscribers.channels
+        self.everyone: list[Channel] = list(subscribers.service)
         self.by_key: dict[bytes, list[Channel]] = {}
-        for key, members in callers.items():
-            seen = visible.get((table, key))
-            if members[0].claims.role == "service_role" or (seen is not None and seen.everything):
+        for key, found in seen.items():
+            members = subscribers.callers.get(key, [])
+            if not members or members[0].claims.role == "service_role":
+                continue
+            if found.everything:
                 self.everyone.extend(members)
-            elif seen is not None:
-                for row in seen.keys.union(seen.rows):
+            else:
+                for row in found.keys.union(found.rows):
                     self.by_key.setdefault(row, []).extend(members)
 
     def of(self, change: Change) -> list[Channel]:

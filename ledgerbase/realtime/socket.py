@@ -273,6 +273,7 @@ class Connection:
             self.shutdown(channel, f"You no longer have permission to read from this Channel topic: {name}")
             return
         channel.claims, channel.token = claims, token
+        self.service.hub.version += 1  # who its changes are checked for has changed
         self._schedule_expiry(channel)
 
     def shutdown(self, channel: Channel, message: str) -> None:
