@@ -12,6 +12,7 @@ import functools
 import gc
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -387,16 +388,34 @@ def app_from_env() -> Callable[..., Awaitable[None]]:
     return application
 
 
+FULL_WALK_SECONDS = 600.0  # how often a full collection walks the frozen objects too
+
+
 def tune_garbage_collector() -> None:
     """Collector settings for a long-running server process.
 
     Thousands of open Realtime sockets are hundreds of thousands of long-lived objects,
-    and each full collection walks them all: with 10,000 sockets, CPython's defaults
-    paused the process for 0.3 to 1.4 s every few seconds under 500 writes/s, which was
-    the whole p99 of delivery (bench/realtime.py). A full collection is now considered
-    after 100 middle-generation collections instead of 10; the young generations, which
-    collect the short-lived garbage of requests, keep their defaults. What the imports
-    and the start-up built is frozen (never garbage, never walked again).
+    and a full collection walks them all: with 10,000 sockets, CPython's defaults paused
+    the process for 0.3 to 1.6 s every few seconds under 500 to 1,000 writes/s, which was
+    the whole p99 of delivery (bench/realtime.py). So what survives a full collection
+    is frozen (left out of later collections, which then walk only what is newer), and
+    every ``FULL_WALK_SECONDS`` one full collection walks everything again, so cycles
+    among objects frozen while alive are still collected (one long pause per period, not
+    one every few seconds). A full collection is considered after 100 middle-generation
+    collections instead of 10; the young generations keep their defaults.
     """
-    gc.freeze()
+    walked = time.monotonic()
+
+    def after(phase: str, info: dict[str, int]) -> None:
+        nonlocal walked
+        if phase != "stop" or info["generation"] != 2:
+            return
+        if time.monotonic() - walked > FULL_WALK_SECONDS:
+            walked = time.monotonic()
+            gc.unfreeze()  # the next full collection walks everything
+        else:
+            gc.freeze()
+
+    gc.freeze()  # what the imports and the start-up built
     gc.set_threshold(700, 10, 100)
+    gc.callbacks.append(after)
