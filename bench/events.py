@@ -349,6 +349,30 @@ class SinkFigures:
         return self.delivered == self.expected and not self.stray
 
 
+def broker_pids() -> list[int]:
+    """The processes of the NATS and Redis servers on this machine (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() in ("nats-server", "redis-server"):
+                found.append(int(entry.name))
+        except OSError:  # ended while we looked
+            continue
+    return found
+
+
+def processes_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by the processes ``pids`` (those still running)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def sink_figures(sink: str, delivered: list[Delivered], first: int, last: int, caught_up_s: float | None,
                  metrics: list[float]) -> SinkFigures:
     """The figures of changes ``first``..``last`` among ``delivered``."""
@@ -373,6 +397,16 @@ class Slot:
     off: Measurement | None = None
     on: Measurement | None = None
     sinks: list[SinkFigures] = field(default_factory=list)
+    brokers_off: float | None = None  # cores the NATS and Redis servers kept busy meanwhile
+    brokers_on: float | None = None
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        """Writes per second of the server's CPU, events on ÷ off."""
+        on, off = self.on, self.off
+        if not on or not off or not on.cpu_ms_per_request:
+            return None
+        return off.cpu_ms_per_request / on.cpu_ms_per_request
 
     @property
     def ratio(self) -> float | None:
@@ -540,9 +574,9 @@ class EventsRun:
                     settle(everyone)
                     slot.fixed = self.wrk(fixed, conns, args.duration, everyone, f"fixed-{suffix}")
                     settle(everyone)
-                    slot.off = asyncio.run(self.sampled(off, conns, everyone, f"off-{suffix}"))
+                    slot.off, slot.brokers_off = asyncio.run(self.sampled(off, conns, everyone, f"off-{suffix}"))
                     settle(everyone)
-                    slot.on, slot.sinks = asyncio.run(self.burst(on, on_url, names, conns, everyone,
+                    slot.on, slot.brokers_on, slot.sinks = asyncio.run(self.burst(on, on_url, names, conns, everyone,
                                                                  f"on-{suffix}"))
                     self.slots.append(slot)
                     self.print_slot(slot)
@@ -563,18 +597,26 @@ class EventsRun:
                 raise RuntimeError(f"the brokers did not receive change {last} within "
                                    f"{CAUGHT_UP_TIMEOUT:.0f} s (NATS: {nats_s}, Redis: {redis_s})")
 
-    async def sampled(self, running: Running, conns: int, everyone: list[Running], output: str) -> Measurement:
+    def timed(self, running: Running, conns: int, everyone: list[Running], output: str) -> tuple[Measurement, float]:
+        """One measurement, and the cores the NATS and Redis servers kept busy meanwhile."""
+        brokers = broker_pids()
+        before = processes_cpu(brokers)
+        m = self.wrk(running, conns, self.args.duration, everyone, output)
+        return m, (processes_cpu(brokers) - before) / m.seconds if m.seconds else 0.0
+
+    async def sampled(self, running: Running, conns: int, everyone: list[Running],
+                      output: str) -> tuple[Measurement, float]:
         """Time the events-off server while asking its /metrics as often as the events-on server's."""
         stop = asyncio.Event()
         sampler = asyncio.create_task(sample_metrics(running.base_url, (), {}, stop))
         try:
-            return await asyncio.to_thread(self.wrk, running, conns, self.args.duration, everyone, output)
+            return await asyncio.to_thread(self.timed, running, conns, everyone, output)
         finally:
             stop.set()
             await sampler
 
     async def burst(self, running: Running, url: str, names: Names, conns: int, everyone: list[Running],
-                    output: str) -> tuple[Measurement, list[SinkFigures]]:
+                    output: str) -> tuple[Measurement, float, list[SinkFigures]]:
         """Time the events-on server while sampling /metrics; then wait for and read back the brokers."""
         await self.wait_published(url, names)
         sinks = (names.nats_sink, names.redis_sink)
@@ -586,7 +628,7 @@ class EventsRun:
             stop = asyncio.Event()
             sampler = asyncio.create_task(sample_metrics(running.base_url, sinks, samples, stop))
             try:
-                m = await asyncio.to_thread(self.wrk, running, conns, self.args.duration, everyone, output)
+                m, brokers_cpu = await asyncio.to_thread(self.timed, running, conns, everyone, output)
                 last, nats_s, redis_s = await caught_up(brokers, head, CAUGHT_UP_TIMEOUT)
             finally:
                 stop.set()
@@ -596,15 +638,16 @@ class EventsRun:
         if nats_s is None or redis_s is None:
             self.note(f"{running.server.name}, {conns} connections: the brokers did not hold change "
                       f"{last} {CAUGHT_UP_TIMEOUT:.0f} s after the burst")
-        return m, [sink_figures("NATS JetStream", nats, first, last, nats_s, samples[names.nats_sink]),
+        return m, brokers_cpu, [sink_figures("NATS JetStream", nats, first, last, nats_s, samples[names.nats_sink]),
                    sink_figures("Redis Streams", redis, first, last, redis_s, samples[names.redis_sink])]
 
     def print_slot(self, slot: Slot) -> None:
-        for name, m in (("fixed JSON", slot.fixed), ("events off", slot.off), ("events on", slot.on)):
+        for name, m, brokers in (("fixed JSON", slot.fixed, None), ("events off", slot.off, slot.brokers_off),
+                                 ("events on", slot.on, slot.brokers_on)):
             if m is not None:
                 print(f"  {name:<11} {m.rps:>9,.0f} req/s  p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:7.2f} ms  "
-                      f"CPU {m.cpu_ms_per_request:.3f} ms/req  errors {m.errors}  other CPU {m.other_cpu:.2f}",
-                      flush=True)
+                      f"CPU {m.cpu_ms_per_request:.3f} ms/req  errors {m.errors}  other CPU {m.other_cpu:.2f}"
+                      + ("" if brokers is None else f" (brokers {brokers:.2f})"), flush=True)
         for s in slot.sinks:
             print(f"  {s.sink:<15} {s.delivered:,}/{s.expected:,} changes (repeats {s.repeats}, stray "
                   f"{s.stray})  lag p50 {s.lag_p50_ms:.0f} ms  p99 {s.lag_p99_ms:.0f} ms  "
@@ -620,7 +663,7 @@ class EventsRun:
         output = self.dir / f"profile-{key}.txt"
         seconds = max(3, round(self.args.duration))
         recorder = subprocess.Popen([str(spy), "record", "--pid", str(running.process.pid), "--subprocesses",
-                                     "--duration", str(seconds), "--rate", "200", "--format", "raw",
+                                     "--duration", str(seconds), "--rate", "200", "--format", "raw", "--gil",
                                      "--output", str(output), "--nonblocking"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
@@ -657,16 +700,18 @@ class EventsRun:
         print(f"\nwrote the {SECTION} section of {self.args.results} (raw output in {self.dir})")
 
 
-# Parts of the server a profile sample is counted in when a frame of its stack matches.
-PROFILE_PARTS = (("the outbox (ledgerbase/events, with what it calls)", "ledgerbase/events/"),
-                 ("HTTP requests (uvicorn's protocol, the ASGI app)", "run_asgi"),
-                 ("the SQLite writer thread", "Writer._run"),
-                 ("the SQLite reader threads", "ReaderPool._run"),
-                 ("the ledger (capture, integrator)", "ledgerbase/ledger/"))
+# Parts of the server a profile sample is counted in: the first whose marker a frame of its
+# stack contains. The broker clients' own tasks (reading acknowledgements, flushing) count as
+# the outbox's; the realtime relay's few Redis heartbeats would too.
+PROFILE_PARTS = (("the outbox: publisher tasks, reads of the changes, NATS and Redis clients",
+                  ("ledgerbase/events/", "nats/", "redis/")),
+                 ("the ledger: capture and integrator", ("ledgerbase/ledger/",)),
+                 ("HTTP requests: uvicorn and the ASGI app", ("run_asgi", "httptools_impl", "ledgerbase/rest/")),
+                 ("database threads and drivers otherwise", ("sqlite_threads", "asyncpg/", "ledgerbase/db/")))
 
 
-def profile_shares(raw: str, count: int = 12) -> list[tuple[str, float]]:
-    """Shares of py-spy's samples: per part of the server (any frame), then per function on top.
+def profile_shares(raw: str, count: int = 8) -> list[tuple[str, float]]:
+    """Shares of py-spy's samples: per part of the server, then per function on top of the stack.
 
     ``raw`` is py-spy's collapsed-stack format, ``frame;frame;... count`` per line.
     """
@@ -679,12 +724,11 @@ def profile_shares(raw: str, count: int = 12) -> list[tuple[str, float]]:
             continue
         total += int(number)
         on_top[f"on top: `{stack.rsplit(';', 1)[-1]}`"] += int(number)
-        for label, marker in PROFILE_PARTS:
-            if marker in stack:
-                parts[label] += int(number)
+        part = next((label for label, markers in PROFILE_PARTS if any(m in stack for m in markers)), "other")
+        parts[part] += int(number)
     if not total:
         return []
-    return [(label, parts[label] / total) for label, _ in PROFILE_PARTS] + \
+    return [(label, parts[label] / total) for label in [*(label for label, _ in PROFILE_PARTS), "other"]] + \
         [(name, n / total) for name, n in on_top.most_common(count)]
 
 
@@ -723,9 +767,12 @@ def render(run: EventsRun) -> str:
             "id) minus the change's commit time, over every change of the burst; *caught up*: seconds after "
             "wrk stopped until the broker held the last change; */metrics max*: the largest "
             "`ledgerbase_events_lag` (changes not yet acknowledged) sampled every 0.1 s during the burst; "
-            "*CPU ms/write*: the server's CPU time per answered insert; *other CPU*: cores busy with anything "
-            "but the servers and wrk (NATS and Redis included, and PostgreSQL on its rows; above about 0.1 "
-            "from other programs the absolute figures are disturbed, the ratios less so).", "",
+            "*CPU ms/write*: the server's CPU time per answered insert (its own process: not PostgreSQL's, "
+            "NATS's or Redis's), and *on ÷ off per CPU* the ratio of writes per second of that CPU, which a busy "
+            "machine disturbs less than writes/s; *other CPU*: cores busy with anything but the servers and "
+            "wrk, *of which brokers* the NATS and Redis servers (not pinned: they share the server's core); "
+            "on PostgreSQL rows other CPU includes PostgreSQL. Above about 0.1 from other programs the "
+            "absolute figures are disturbed.", "",
             f"Target: lag < {TARGET_LAG_S:g} s (the largest of any change, on both brokers"
             + (", in every round" if rounds else "") + ") while the API takes writes at its full rate, and "
             "every change delivered (repeats, which at-least-once delivery allows, are counted).", "",
@@ -742,7 +789,7 @@ def render(run: EventsRun) -> str:
                    f"| {conns} | {measured} | {result} |")
     head = ["database", "conns", *(["round"] if rounds else []), "fixed JSON req/s", "events off writes/s",
             "events on writes/s", "on ÷ off", "off × fixed", "on × fixed", "off CPU ms/write", "on CPU ms/write",
-            "off p99 ms", "on p99 ms", "errors", "other CPU off / on"]
+            "on ÷ off per CPU", "off p99 ms", "on p99 ms", "errors", "other CPU off / on", "of which brokers"]
     out += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for slot in run.slots:
         fixed, off, on = slot.fixed, slot.off, slot.on
@@ -752,10 +799,11 @@ def render(run: EventsRun) -> str:
                fmt(off.rps / fixed.rps if off and fixed and fixed.rps else None, "{:.3f}"),
                fmt(on.rps / fixed.rps if on and fixed and fixed.rps else None, "{:.3f}"),
                fmt(off.cpu_ms_per_request if off else None, "{:.3f}"),
-               fmt(on.cpu_ms_per_request if on else None, "{:.3f}"),
+               fmt(on.cpu_ms_per_request if on else None, "{:.3f}"), fmt(slot.cpu_ratio, "{:.2f}"),
                fmt(off.p99_ms if off else None, "{:.1f}"), fmt(on.p99_ms if on else None, "{:.1f}"),
                str((off.errors if off else 0) + (on.errors if on else 0)),
-               f"{fmt(off.other_cpu if off else None, '{:.2f}')} / {fmt(on.other_cpu if on else None, '{:.2f}')}"]
+               f"{fmt(off.other_cpu if off else None, '{:.2f}')} / {fmt(on.other_cpu if on else None, '{:.2f}')}",
+               f"{fmt(slot.brokers_off, '{:.2f}')} / {fmt(slot.brokers_on, '{:.2f}')}"]
         out.append("| " + " | ".join(row) + " |")
     head = ["database", "conns", *(["round"] if rounds else []), "broker", "changes", "delivered", "repeats",
             "lag p50 ms", "lag p99 ms", "lag max ms", "caught up s", "/metrics max"]
@@ -769,9 +817,10 @@ def render(run: EventsRun) -> str:
             out.append("| " + " | ".join(row) + " |")
     for key, shares in run.profiles.items():
         out += ["", f"Where the events-on server's CPU went ({'SQLite' if key == 'sqlite' else 'PostgreSQL'}, "
-                f"{max(args.connections)} connections, one more burst under py-spy, not timed): share of samples "
-                "with a frame of that part anywhere on the stack, then with that function on top (the event "
-                "loop's own wait included).", "", "| part or function | share of samples |", "|---|---|"]
+                f"{max(args.connections)} connections, one more burst under `py-spy record --gil`, not timed): "
+                "shares of the samples of a thread holding the GIL, i.e. of the Python work (SQLite's and "
+                "the sockets' work outside the GIL is not in them), per part of the server and then per "
+                "function on top of the stack.", "", "| part or function | share of samples |", "|---|---|"]
         out += [f"| {name} | {share:.1%} |" for name, share in shares]
     if run.notes:
         out += ["", *[f"- {note}" for note in run.notes]]
