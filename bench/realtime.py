@@ -472,7 +472,14 @@ def report(run: Run, meta: dict[str, str]) -> str:
             f"| {point.achieved:,.0f} ({share:.3f}) | {point.delivered:,}/{point.written:,} | {point.wrong} "
             f"| {point.p50_ms:.0f} ms | {point.p99_ms:.0f} ms | {point.max_ms:.0f} ms | {point.server_cpu:.2f} "
             f"| {point.client_cpu:.2f} | {'pass' if point.passes else 'FAIL'} |")
-    lines += [""] + [f"- {note}" for note in run.notes] + [""]
+    for point in run.points:
+        first_at_count = point.rate == run.points[0].rate
+        if point.subscribers >= 10_000 and point.memory_kb_per_subscriber is not None and first_at_count:
+            verdict = "pass" if point.memory_kb_per_subscriber < TARGET_MEMORY_KB else "FAIL"
+            run.notes.append(f"{point.database}: {point.memory_kb_per_subscriber:.1f} KiB of server memory per idle "
+                             f"subscriber at {point.subscribers:,} (target < {TARGET_MEMORY_KB:.0f} KiB: {verdict}).")
+    lines += ["The target column judges latency and delivery; memory is judged at 10,000 subscribers below.", ""]
+    lines += [f"- {note}" for note in run.notes] + [""]
     return "\n".join(lines)
 
 
