@@ -82,7 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", default="16,64",
                         help="comma-separated wrk -c values (sign-in: the lowest only)")
     parser.add_argument("--workloads", default="core,rls,sign_in,ledger",
-                        help="comma-separated workloads or groups: core (" +
+                        help="comma-separated workloads or groups: events (bench/events.py after "
+                             "the others, with this run's options), core (" +
                              ", ".join(CORE_WORKLOADS) + "), rls (" + ", ".join(USER_WORKLOADS) +
                              "), sign_in, ledger (" + ", ".join(LEDGER_WORKLOADS) + " with the "
                              "ledger on and off, integrator lag; and, unless --ledger-entries 0, "
@@ -125,10 +126,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.connections = [int(c) for c in args.connections.split(",")]
     args.workers = [int(w) for w in args.workers.split(",")]
     chosen: set[str] = set()
+    args.events = False
     for name in args.workloads.split(","):
+        if name == "events":
+            args.events = True
+            continue
         if name not in WORKLOAD_GROUPS and name not in WORKLOADS:
             parser.error(f"unknown workload {name!r}: choose from "
-                         f"{', '.join([*WORKLOAD_GROUPS, *WORKLOADS])}")
+                         f"{', '.join(['events', *WORKLOAD_GROUPS, *WORKLOADS])}")
         chosen.update(WORKLOAD_GROUPS.get(name, (name,)))
     args.workloads = tuple(w for w in WORKLOADS if w in chosen)
     return args
@@ -780,8 +785,25 @@ def mint_keys(secret: str) -> Keys:
     return Keys(read=anon, write=service)
 
 
+def run_events(args: argparse.Namespace) -> None:
+    """bench/events.py with this run's options: its own data, servers and brokers; it writes
+    only the Events section of --results."""
+    import events
+
+    events.main([f"--duration={args.duration:g}", f"--warmup={args.warmup:g}",
+                 f"--connections={','.join(str(c) for c in args.connections)}",
+                 f"--rounds={args.rounds}", f"--server-cpus={args.server_cpus}",
+                 f"--wrk-cpus={args.wrk_cpus}", f"--posts={args.posts}",
+                 f"--wait-quiet={args.wait_quiet:g}", f"--results={args.results}",
+                 *([f"--postgres-url={args.postgres_url}"] if args.postgres_url else []),
+                 *(["--no-postgres"] if args.no_postgres else [])])
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if not args.workloads:  # --workloads events
+        run_events(args)
+        return
     machine.ensure_tools()
     run = Run(args)
     print(f"run directory: {run.dir}", flush=True)
@@ -796,6 +818,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         run.cleanup()
         run.write()
+    if args.events:
+        run_events(args)
 
 
 if __name__ == "__main__":

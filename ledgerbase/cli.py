@@ -66,15 +66,17 @@ def serve(
                      f"-H 'apikey: {keys['anon']}'")
     sys.stderr.write("\n".join(lines) + "\n")
     configure_logging(settings.log_level)
+    from ledgerbase.realtime.transport import PROTOCOL
+
     if workers > 1:
         uvicorn.run("ledgerbase.app:app_from_env", factory=True, host=host, port=port,
                     workers=workers, log_config=None, access_log=False, lifespan="on",
-                    proxy_headers=settings.proxy_headers)
+                    proxy_headers=settings.proxy_headers, ws=PROTOCOL)
     else:
         from ledgerbase.app import app_from_env
 
         uvicorn.run(app_from_env(), host=host, port=port, log_config=None, access_log=False,
-                    lifespan="on", proxy_headers=settings.proxy_headers)
+                    lifespan="on", proxy_headers=settings.proxy_headers, ws=PROTOCOL)
 
 
 @app.command()

@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     realtime_enabled: bool = True  # serve /realtime/v1/websocket
     realtime_poll_interval: float = 0.05  # seconds between reads of new changes (postgres_changes)
     realtime_queue_limit: int = 10_000  # frames queued for one client before it is disconnected
-    realtime_relay_channel: str = "ledgerbase:realtime"  # Redis pub/sub channel relaying broadcasts between servers
+    realtime_relay_channel: str = "ledgerbase:realtime"  # Redis pub/sub channel between servers (broadcast, presence)
+    # a server not heard from for this long (killed, cut off) is gone: its presences leave (heartbeats every third)
+    realtime_presence_timeout_seconds: float = 15.0
     # --- events ---
     events_enabled: bool = True  # publish committed changes to nats_url / redis_url when set
     events_nats_stream: str = "LEDGERBASE"  # JetStream stream (created if missing)

@@ -8,10 +8,13 @@ batch again later (NATS drops the repeats by ``Nats-Msg-Id``; Redis skips what i
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from ledgerbase.events.message import event_json, event_subject
 from ledgerbase.realtime.changes import Change
@@ -60,9 +63,12 @@ class NatsSink(Sink):
         self.prefix = prefix
         self.name = f"nats:{stream}"
         self._client: Any = None
-        self._jetstream: Any = None
+        self._inbox = ""  # the acknowledgements come to <inbox>.<n>
+        self._acks: dict[str, asyncio.Future[Any]] = {}
+        self._sent = 0
+        self._acknowledged_seq = -1  # the stream holds every change up to this one (sent by this sink)
 
-    async def _connect(self) -> Any:
+    async def _connect(self) -> None:
         import nats
         from nats.js.errors import NotFoundError
 
@@ -77,30 +83,70 @@ class NatsSink(Sink):
                 await jetstream.stream_info(self.stream)
             except NotFoundError:
                 await jetstream.add_stream(name=self.stream, subjects=[f"{self.prefix}.>"])
+            inbox = client.new_inbox()
+            await client.subscribe(f"{inbox}.*", cb=self._on_ack)
         except BaseException:
             await client.close()
             raise
-        self._client = client
-        return jetstream
+        self._client, self._inbox = client, inbox
+
+    async def _on_ack(self, message: Any) -> None:
+        future = self._acks.pop(message.subject, None)
+        if future is not None and not future.done():
+            future.set_result(message)
 
     async def publish(self, changes: Sequence[Change]) -> None:
-        if self._jetstream is None:
-            self._jetstream = await self._connect()
+        # Pipelined: the batch is sent, then the acknowledgements awaited. Awaiting each one in
+        # turn took an event-loop round per change, which at the API's full write rate held NATS
+        # seconds behind (bench/RESULTS.md, Events). JetStream stores in arrival order, and each
+        # change after the first of a round expects its predecessor to be the stream's last
+        # message, so one the stream refuses cannot be overtaken by the next; the next round
+        # starts after the last change acknowledged.
+        if self._client is None:
+            await self._connect()
+        loop = asyncio.get_running_loop()
+        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        previous = ""
         try:
             for change in changes:
-                # one at a time: JetStream stores in arrival order, and a failed publish must
-                # not let a later change overtake it
-                await self._jetstream.publish(event_subject(self.prefix, change), event_json(change),
-                                              timeout=ACK_TIMEOUT, stream=self.stream,
-                                              headers={"Nats-Msg-Id": str(change.seq)})
+                if change.seq <= self._acknowledged_seq:
+                    continue
+                headers = {"Nats-Msg-Id": str(change.seq), "Nats-Expected-Stream": self.stream}
+                if previous:
+                    headers["Nats-Expected-Last-Msg-Id"] = previous
+                reply = f"{self._inbox}.{self._sent}"
+                self._sent += 1
+                sent.append((change.seq, self._acks.setdefault(reply, loop.create_future())))
+                await self._client.publish(event_subject(self.prefix, change), event_json(change), reply=reply,
+                                           headers=headers)
+                previous = headers["Nats-Msg-Id"]
+            async with asyncio.timeout(ACK_TIMEOUT):
+                for seq, ack in sent:
+                    _check_ack(await ack)
+                    self._acknowledged_seq = seq
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
-        client, self._client, self._jetstream = self._client, None, None
+        client, self._client = self._client, None
+        for ack in self._acks.values():
+            ack.cancel()
+        self._acks.clear()
         if client is not None and not client.is_closed:
             await client.close()
+
+
+def _check_ack(message: Any) -> None:
+    """Raise what the NATS client raises when JetStream refused the message (a duplicate is not refused)."""
+    import nats.errors
+    import nats.js.errors
+
+    if message.headers and message.headers.get("Status") == "503":
+        raise nats.errors.NoRespondersError
+    body = orjson.loads(message.data)
+    if "error" in body:
+        raise nats.js.errors.APIError.from_error(body["error"])
 
 
 class RedisSink(Sink):

@@ -1,10 +1,12 @@
-"""Joined channels and what they share in one process: topics, broadcast and presence.
+"""Joined channels and what they share: topics, broadcast and presence.
 
 A topic (``realtime:room1``) groups the channels joined to it over any number of sockets;
 public and private channels of the same name are separate, as in Supabase Realtime.
 Presence follows Phoenix.Presence: each tracked channel is one meta (with a unique
 ``phx_ref``) under its presence key; joiners get ``presence_state``, every change is
-sent to all members as ``presence_diff``.
+sent to all members as ``presence_diff``. With a relay (``ledgerbase.realtime.relay``),
+broadcasts and presence changes also go to the other servers, and the presences they
+track (``peers``) are part of every ``presence_state`` and shown as ``presence_diff``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ledgerbase.auth.keys import Claims
 from ledgerbase.realtime.bindings import Binding
+from ledgerbase.realtime.presence import Metas, Peers, Presence, Room, RoomDiff
 from ledgerbase.realtime.protocol import Frame
 
 Push = Callable[[Frame], None]
+
+
+class Relay(Protocol):
+    """What the hub tells the other servers (never waits)."""
+
+    def broadcast(self, topic: str, private: bool, payload: dict[str, Any]) -> None: ...
+
+    def presence(self, room: Room, joins: Metas, leaves: Metas) -> None: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -43,7 +54,7 @@ class Channel:
     expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     @property
-    def room(self) -> tuple[str, bool]:
+    def room(self) -> Room:
         """What channels must share to see each other's broadcasts and presence."""
         return (self.topic, self.private)
 
@@ -58,18 +69,20 @@ def _ref() -> str:
     return secrets.token_urlsafe(9)
 
 
-def _metas(entries: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    return {key: {"metas": metas} for key, metas in entries.items()}
+def _metas(entries: Metas) -> dict[str, Any]:
+    # the client pops phx_ref from the metas it gets: each member gets its own copies
+    return {key: {"metas": [dict(meta) for meta in metas]} for key, metas in entries.items()}
 
 
 class Hub:
     """Every joined channel of this process, by topic and by subscribed table."""
 
     def __init__(self) -> None:
-        self._rooms: dict[tuple[str, bool], set[Channel]] = {}
+        self._rooms: dict[Room, set[Channel]] = {}
         self._changes: set[Channel] = set()  # channels with postgres_changes bindings
-        # publishes a broadcast to the other servers: (topic, private, payload)
-        self.relay: Callable[[str, bool, dict[str, Any]], None] | None = None
+        self.version = 0  # changes whenever those channels or their callers change
+        self.relay: Relay | None = None  # to the other servers
+        self.peers = Peers()  # the other servers' presences (kept by the relay)
 
     def join(self, channel: Channel) -> None:
         """Add a joined channel (its reply has been queued)."""
@@ -78,6 +91,7 @@ class Hub:
         self._rooms.setdefault(channel.room, set()).add(channel)
         if channel.bindings:
             self._changes.add(channel)
+            self.version += 1
 
     def leave(self, channel: Channel) -> None:
         """Remove a channel: its presence leaves, its subscriptions end."""
@@ -88,7 +102,9 @@ class Hub:
             members.discard(channel)
             if not members:
                 del self._rooms[channel.room]
-        self._changes.discard(channel)
+        if channel in self._changes:
+            self._changes.discard(channel)
+            self.version += 1
 
     def subscribed(self) -> Iterator[Channel]:
         """The channels that have postgres_changes bindings."""
@@ -106,7 +122,7 @@ class Hub:
             if member is not sender or sender.broadcast_self:
                 member.push(Frame(topic=member.topic, event="broadcast", payload=payload))
         if self.relay is not None:
-            self.relay(sender.topic, sender.private, payload)
+            self.relay.broadcast(sender.topic, sender.private, payload)
 
     def deliver(self, topic: str, private: bool, payload: dict[str, Any]) -> None:
         """A broadcast another server relayed: to this server's members of the topic."""
@@ -114,12 +130,17 @@ class Hub:
             member.push(Frame(topic=member.topic, event="broadcast", payload=payload))
 
     def presence_state(self, channel: Channel) -> dict[str, Any]:
-        """The ``presence_state`` payload of the channel's topic."""
-        entries: dict[str, list[dict[str, Any]]] = {}
+        """The ``presence_state`` payload of the channel's topic, other servers' members included."""
+        entries = self.peers.entries(channel.room)
         for member in self._rooms.get(channel.room, ()):
             if member.meta is not None:
                 entries.setdefault(member.presence_key, []).append(member.meta)
         return _metas(entries)
+
+    def presences(self) -> list[Presence]:
+        """Every presence tracked on this server (what it tells a server asking for its state)."""
+        return [Presence(member.topic, member.private, member.presence_key, member.meta)
+                for members in self._rooms.values() for member in members if member.meta is not None]
 
     def track(self, channel: Channel, state: dict[str, Any]) -> None:
         """Track (or update) the channel's presence with ``state``, telling every member."""
@@ -138,11 +159,22 @@ class Hub:
         meta, channel.meta = channel.meta, None
         self._diff(channel, {}, {channel.presence_key: [meta]})
 
-    def _diff(self, channel: Channel, joins: dict[str, list[dict[str, Any]]],
-              leaves: dict[str, list[dict[str, Any]]]) -> None:
+    def show(self, diffs: list[RoomDiff]) -> None:
+        """Presence changes on other servers: a ``presence_diff`` to this server's members."""
+        for diff in diffs:
+            if diff.joins or diff.leaves:
+                for member in tuple(self._rooms.get(diff.room, ())):
+                    if member.presence_enabled:
+                        member.push(_diff_frame(member, diff.joins, diff.leaves))
+
+    def _diff(self, channel: Channel, joins: Metas, leaves: Metas) -> None:
         for member in tuple(self._rooms.get(channel.room, ())):
             if member.presence_enabled or member is channel:
-                # the client pops phx_ref from the metas it gets: each member gets its own copies
-                member.push(Frame(topic=member.topic, event="presence_diff", payload={
-                    "joins": _metas({k: [dict(m) for m in v] for k, v in joins.items()}),
-                    "leaves": _metas({k: [dict(m) for m in v] for k, v in leaves.items()})}))
+                member.push(_diff_frame(member, joins, leaves))
+        if self.relay is not None:
+            self.relay.presence(channel.room, joins, leaves)
+
+
+def _diff_frame(member: Channel, joins: Metas, leaves: Metas) -> Frame:
+    return Frame(topic=member.topic, event="presence_diff",
+                 payload={"joins": _metas(joins), "leaves": _metas(leaves)})

@@ -3,8 +3,9 @@
 One task per server reads the ledger's changes table every ``poll_interval`` seconds
 (an indexed range scan after the last number seen) and fans each batch out to the
 channels whose bindings want it, after one visibility read per table and distinct
-caller (``ledgerbase.realtime.visibility``). Broadcasts reach the other servers through
-Redis when ``redis_url`` is set (``ledgerbase.realtime.relay``); presence stays in this process.
+caller (``ledgerbase.realtime.visibility``). Broadcasts and presence reach the other
+servers through Redis when ``redis_url`` is set (``ledgerbase.realtime.relay``): each
+server keeps the others' presences, so every member of a topic sees every other member.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ledgerbase.auth.keys import Claims, TokenVerifier
 from ledgerbase.db.engine import Database
 from ledgerbase.db.schema import SchemaCache, Table
 from ledgerbase.errors import LedgerbaseError
+from ledgerbase.realtime.audience import Audience
 from ledgerbase.realtime.bindings import Binding, change_data
 from ledgerbase.realtime.changes import Change, ChangeReader
 from ledgerbase.realtime.channels import Channel, Hub
@@ -42,7 +44,8 @@ READS_AT_ONCE = 8  # visibility reads running concurrently
 
 
 def _claims_key(claims: Claims) -> str:
-    return claims.role + "\x00" + claims.context.claims_json
+    """Who a channel's caller is: its claims (which name its role)."""
+    return claims.context.claims_json
 
 
 class RealtimeService:
@@ -51,20 +54,23 @@ class RealtimeService:
     def __init__(self, database: Database, verifier: TokenVerifier, api: DataApi,
                  schema: Callable[[], SchemaCache], *, changes: bool = True,
                  poll_interval: float = 0.05, queue_limit: int = 10_000, relay_url: str = "",
-                 relay_channel: str = "ledgerbase:realtime") -> None:
+                 relay_channel: str = "ledgerbase:realtime", presence_timeout: float = 15.0) -> None:
         self.verifier = verifier
         self.schema = schema
         self.hub = Hub()
-        self._relay = RedisRelay(relay_url, relay_channel, self.hub.deliver) if relay_url else None
-        if self._relay is not None:
-            self.hub.relay = self._relay.publish
+        self._relay = RedisRelay(relay_url, relay_channel, self.hub, presence_timeout) if relay_url else None
+        self.hub.relay = self._relay
         self.queue_limit = queue_limit
         self.poll_interval = poll_interval
         self._reader = ChangeReader(database) if changes else None
         self._visibility = Visibility(api)
+        self._audience = Audience(database)
         self._task: asyncio.Task[None] | None = None
         self._reads = asyncio.Semaphore(READS_AT_ONCE)
         self.cursor: int | None = None  # the last change number handled
+        self._subscribers: dict[str, _Subscribers] = {}  # by table, for the hub's version
+        self._subscribers_version = -1
+        self._everyone: list[Channel] = []
 
     def start(self) -> None:
         """Start following the changes table (without the ledger's capture there is none)."""
@@ -74,7 +80,7 @@ class RealtimeService:
             self._relay.start()
 
     async def stop(self) -> None:
-        """Stop following changes (and other servers' broadcasts)."""
+        """Stop following changes (and other servers' broadcasts and presence, saying goodbye)."""
         if self._relay is not None:
             await self._relay.stop()
         if self._task is not None:
@@ -82,6 +88,7 @@ class RealtimeService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._audience.close()
 
     # --- the WebSocket endpoint ------------------------------------------------------------
 
@@ -106,6 +113,9 @@ class RealtimeService:
             await send({"type": "websocket.close", "code": 1008})
             return
         await send({"type": "websocket.accept"})
+        # nothing of the handshake stays referenced while the client is connected
+        del message, query
+        scope["headers"] = ()
         await Connection(self, token, vsn).run(receive, send)
 
     async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -181,48 +191,92 @@ class RealtimeService:
 
         ``channels``: only these (a resuming SSE stream); default every subscribed channel.
         """
-        subscribed = list(self.hub.subscribed()) if channels is None else list(channels)
+        if channels is None:
+            if self._subscribers_version != self.hub.version:
+                self._subscribers_version = self.hub.version
+                self._subscribers.clear()
+                self._everyone = list(self.hub.subscribed())
+            known, subscribed = self._subscribers, self._everyone
+        else:
+            known, subscribed = {}, list(channels)
         if not subscribed:
             return
         schema = self.schema()
-        interested: dict[str, list[Channel]] = {}
+        interested: dict[str, _Subscribers] = {}
         batches: dict[str, list[Change]] = {}
         for change in changes:
             table = schema.tables.get(change.table)
             if table is None or table.is_view:
                 continue
             if change.table not in interested:
-                interested[change.table] = [
-                    channel for channel in subscribed
-                    if any(b.table is None or b.table == change.table for b in channel.bindings)]
-            if interested[change.table]:
+                found = known.get(change.table)
+                if found is None:
+                    found = known[change.table] = _Subscribers(change.table, subscribed)
+                interested[change.table] = found
+            if interested[change.table].channels:
                 batches.setdefault(change.table, []).append(change)
         visible = await self._visible(schema, interested, batches)
+        audiences = {name: _Audience(interested[name], visible.get(name, {})) for name in batches}
         for change in changes:
-            for channel in interested.get(change.table, ()):
-                self._send_change(channel, schema.tables[change.table], change, visible)
+            audience = audiences.get(change.table)
+            if audience is None:
+                continue
+            seen = visible.get(change.table, {})
+            for channel in audience.of(change):
+                self._send_change(channel, schema.tables[change.table], change, seen)
 
-    async def _visible(self, schema: SchemaCache, interested: dict[str, list[Channel]],
-                       batches: dict[str, list[Change]]) -> dict[tuple[str, str], Seen]:
+    async def _visible(self, schema: SchemaCache, interested: dict[str, _Subscribers],
+                       batches: dict[str, list[Change]]) -> dict[str, dict[str, Seen]]:
+        """What each distinct caller may see of each table's batch (no entry: nothing): per
+        table and role, one policy check for all its callers (``ledgerbase.realtime.audience``);
+        where that cannot be exact, one data API read per caller (``ledgerbase.realtime.visibility``)."""
+        seen: dict[str, dict[str, Seen]] = {}
         jobs: dict[tuple[str, str], Awaitable[Seen]] = {}
         for name, batch in batches.items():
             if all(change.op == "DELETE" for change in batch):
                 continue
+            table = schema.tables[name]
+            found = seen[name] = {}
             # rows the ledger no longer keeps are read back, for service_role too
             forgotten = any(change.record is None and change.op != "DELETE" for change in batch)
-            for channel in interested[name]:
-                key = (name, _claims_key(channel.claims))
-                if (forgotten or channel.claims.role != "service_role") and key not in jobs:
-                    jobs[key] = self._read(schema.tables[name], batch, channel.claims)
+            for role, callers in interested[name].by_role.items():
+                if role == "service_role" and not forgotten:
+                    continue
+                answered = None if forgotten else await self._check(schema, table, batch, callers)
+                if answered is not None:
+                    found.update(answered)
+                    continue
+                for claims in callers:
+                    jobs[(name, _claims_key(claims))] = self._read(table, batch, claims)
         results = await asyncio.gather(*jobs.values())
-        return dict(zip(jobs, results, strict=True))
+        for (name, key), result in zip(jobs, results, strict=True):
+            seen[name][key] = result
+        return seen
+
+    async def _check(self, schema: SchemaCache, table: Table, batch: list[Change],
+                     callers: list[Claims]) -> dict[str, Seen] | None:
+        """One policy check of ``batch`` for callers of one role; None: not exact here."""
+        changed = [change.pk for change in batch if change.op != "DELETE"]
+        try:
+            allowed = await self._audience.visible(schema, table, changed, callers)
+        except LedgerbaseError as error:  # the database failed: nothing is sent, as for a read
+            log.warning("realtime_visibility_failed", table=table.name, error=error.message)
+            return {}
+        if allowed is None:
+            return None
+        if allowed is True:
+            everything = Seen(everything=True)
+            return {_claims_key(claims): everything for claims in callers}
+        assert isinstance(allowed, dict)
+        keys = [key_of(pk) for pk in changed]
+        return {_claims_key(callers[position]): Seen(keys={keys[index] for index in indexes})
+                for position, indexes in allowed.items()}
 
     async def _read(self, table: Table, batch: list[Change], claims: Claims) -> Seen:
         async with self._reads:
             return await self._visibility.visible(table, batch, claims)
 
-    def _send_change(self, channel: Channel, table: Table, change: Change,
-                     visible: dict[tuple[str, str], Seen]) -> None:
+    def _send_change(self, channel: Channel, table: Table, change: Change, visible: dict[str, Seen]) -> None:
         if change.seq <= channel.since:
             return
         wanted = [b for b in channel.bindings if b.wants(change)]
@@ -230,7 +284,7 @@ class RealtimeService:
             return
         record = change.record
         if change.op != "DELETE" and (channel.claims.role != "service_role" or record is None):
-            seen = visible.get((change.table, _claims_key(channel.claims)))
+            seen = visible.get(_claims_key(channel.claims))
             if seen is None or not seen.allows(change.pk):
                 return
             if record is None:  # no longer kept by the ledger: the row as it is now
@@ -245,3 +299,45 @@ class RealtimeService:
             channel.push(Frame(topic=channel.topic, event="postgres_changes",
                                payload={"ids": sorted({b.id for b in bindings}), "data": data},
                                seq=change.seq))
+
+
+class _Subscribers:
+    """The channels subscribed to one table's changes, by caller and by role (kept while
+    the subscriptions stay the same: a batch does not walk every subscriber again)."""
+
+    def __init__(self, table: str, subscribed: Sequence[Channel]) -> None:
+        self.callers: dict[str, list[Channel]] = {}
+        for channel in subscribed:
+            if any(b.table is None or b.table == table for b in channel.bindings):
+                self.callers.setdefault(_claims_key(channel.claims), []).append(channel)
+        self.channels = [channel for members in self.callers.values() for channel in members]
+        self.by_role: dict[str, list[Claims]] = {}
+        for members in self.callers.values():
+            self.by_role.setdefault(members[0].claims.role, []).append(members[0].claims)
+        self.service = [channel for channel in self.channels if channel.claims.role == "service_role"]
+
+
+class _Audience:
+    """The channels a batch's changes of one table may go to, by row: those that see every
+    row (service_role, tables without row-level security) and, per row, those whose caller
+    may see it. Each change costs the channels that get it, not every subscriber."""
+
+    def __init__(self, subscribers: _Subscribers, seen: dict[str, Seen]) -> None:
+        self.channels = subscribers.channels
+        self.everyone: list[Channel] = list(subscribers.service)
+        self.by_key: dict[bytes, list[Channel]] = {}
+        for key, found in seen.items():
+            members = subscribers.callers.get(key, [])
+            if not members or members[0].claims.role == "service_role":
+                continue
+            if found.everything:
+                self.everyone.extend(members)
+            else:
+                for row in found.keys.union(found.rows):
+                    self.by_key.setdefault(row, []).extend(members)
+
+    def of(self, change: Change) -> list[Channel]:
+        """The channels that may get ``change`` (deletes: all of them, as in Supabase Realtime)."""
+        if change.op == "DELETE":
+            return self.channels
+        return self.everyone + self.by_key.get(key_of(change.pk), [])

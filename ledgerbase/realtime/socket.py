@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = structlog.get_logger("ledgerbase.realtime")
 PRIVATE_ROLES = frozenset({"authenticated", "service_role"})
+_EMPTY: deque[str] = deque(maxlen=0)  # the outbox of every connection with nothing to send
 
 
 def token_problem(verifier_error: LedgerbaseError, token: str) -> str:
@@ -50,76 +52,100 @@ def token_problem(verifier_error: LedgerbaseError, token: str) -> str:
 
 
 class Connection:
-    """A connected client: its serializer, its joined channels and its outgoing queue."""
+    """A connected client: its serializer, its joined channels and its outgoing frames.
+
+    Frames wait in a plain deque; a writer task exists only while there is something to
+    send (an idle subscriber holds no task and no queue: thousands of them stay cheap).
+    """
 
     def __init__(self, service: RealtimeService, token: str, vsn: str) -> None:
         self.service = service
         self.token = token
         self.vsn = vsn
         self.channels: dict[str, Channel] = {}
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=service.queue_limit)
+        self._outbox: deque[str] = _EMPTY  # a deque of its own once there is something to send
+        self._send: Send | None = None
+        self._writer: asyncio.Task[None] | None = None
         self._overflowed = False
+        self._closing = False
 
     # --- sending ---------------------------------------------------------------------------
 
     def push(self, frame: Frame) -> None:
         """Queue a frame for the client (never waits)."""
-        if self._overflowed:
+        if self._overflowed or self._closing:
             return
-        try:
-            self._queue.put_nowait(encode(frame, self.vsn))
-        except asyncio.QueueFull:
+        if self._outbox is _EMPTY:
+            self._outbox = deque()
+        if len(self._outbox) >= self.service.queue_limit:
             self._overflowed = True
-            log.warning("realtime_client_too_slow", queued=self._queue.qsize())
+            log.warning("realtime_client_too_slow", queued=len(self._outbox))
+        else:
+            self._outbox.append(encode(frame, self.vsn))
+        if self._writer is None and self._send is not None:
+            self._writer = asyncio.create_task(self._write(self._send))
 
     async def _write(self, send: Send) -> None:
-        while True:
-            if self._overflowed and self._queue.empty():
+        try:
+            while self._outbox:
+                text = self._outbox.popleft()
+                try:
+                    await send({"type": "websocket.send", "text": text})
+                except OSError:  # the client went away: the reader sees the disconnect
+                    self._outbox.clear()
+                    self._closing = True
+                    return
+            if self._overflowed:
+                self._closing = True
                 await send({"type": "websocket.close", "code": 1013, "reason": "too slow"})
-                return
-            text = await self._queue.get()
-            if text is None:
-                return
-            try:
-                await send({"type": "websocket.send", "text": text})
-            except OSError:  # the client went away: the reader sees the disconnect
-                return
+        finally:
+            self._writer = None
+            if not self._outbox:
+                self._outbox = _EMPTY
 
     # --- receiving -------------------------------------------------------------------------
 
     async def run(self, receive: Receive, send: Send) -> None:
         """Serve the connection until the client goes (the socket is accepted already)."""
-        writer = asyncio.create_task(self._write(send))
+        self._send = send
+        if self._outbox and self._writer is None:
+            self._writer = asyncio.create_task(self._write(send))
         try:
-            while not writer.done():
-                message = await receive()
-                if message["type"] == "websocket.disconnect":
+            while not self._closing:
+                if await self._receive(receive):
                     break
-                text = message.get("text")
-                if text is None:
-                    text = message.get("bytes")
-                if text is None:
-                    continue
-                try:
-                    frame = decode(text, self.vsn)
-                except FrameError as error:
-                    log.info("realtime_bad_frame", error=str(error))
-                    continue
-                await self.handle(frame)
         finally:
             for channel in tuple(self.channels.values()):
                 self.service.hub.leave(channel)
             self.channels.clear()
-            if not writer.done():
-                self._overflowed = False
-                with contextlib.suppress(asyncio.QueueFull):
-                    self._queue.put_nowait(None)
+            self._closing = True
+            writer = self._writer
+            if writer is not None:
                 try:
-                    await asyncio.wait_for(writer, 5)
+                    await asyncio.wait_for(asyncio.shield(writer), 5)
                 except (TimeoutError, OSError):
                     writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await writer
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await writer
+
+    async def _receive(self, receive: Receive) -> bool:
+        """Handle the client's next message; True when it disconnected. (A method of its
+        own, so that nothing of a handled frame stays referenced while waiting for the next.)"""
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return True
+        text = message.get("text")
+        if text is None:
+            text = message.get("bytes")
+        if text is None:
+            return False
+        try:
+            frame = decode(text, self.vsn)
+        except FrameError as error:
+            log.info("realtime_bad_frame", error=str(error))
+            return False
+        await self.handle(frame)
+        return False
 
     async def handle(self, frame: Frame) -> None:
         """Answer one client frame."""
@@ -247,6 +273,7 @@ class Connection:
             self.shutdown(channel, f"You no longer have permission to read from this Channel topic: {name}")
             return
         channel.claims, channel.token = claims, token
+        self.service.hub.version += 1  # who its changes are checked for has changed
         self._schedule_expiry(channel)
 
     def shutdown(self, channel: Channel, message: str) -> None:

@@ -69,14 +69,17 @@ def keys_query(table: Table, keys: Sequence[dict[str, Any]]) -> str:
 
 @dataclass(slots=True)
 class Seen:
-    """What one caller may see of a batch: every row, or the rows found (by key)."""
+    """What one caller may see of a batch: every row, the rows read (by key), or the keys
+    a policy check allowed (``ledgerbase.realtime.audience``)."""
 
     everything: bool = False
     rows: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+    keys: set[bytes] = field(default_factory=set)
 
     def allows(self, pk: dict[str, Any]) -> bool:
         """Whether the change of the row with this key may be sent."""
-        return self.everything or key_of(pk) in self.rows
+        key = key_of(pk)
+        return self.everything or key in self.keys or key in self.rows
 
 
 class Visibility:
