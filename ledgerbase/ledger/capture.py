@@ -7,9 +7,10 @@ Writes made by other connections (plain SQL behind Ledgerbase's back) are not
 captured: ``ledgerbase ledger verify --database`` reports them as drift.
 
 - PostgreSQL: one ``SECURITY DEFINER`` trigger function, active only in sessions
-  that set ``ledgerbase.capture`` (Ledgerbase's pool does); a deferred constraint
-  trigger numbers a transaction's changes at COMMIT, under a row lock on the
-  ledger's head, so sequence numbers are gapless and in commit order across any
+  that set ``ledgerbase.capture`` (Ledgerbase's pool does), writes each change once with
+  its transaction and its position in it; a deferred constraint trigger numbers the
+  transaction's changes at COMMIT with one commit row, under a lock held to the end of
+  the transaction, so sequence numbers are gapless and in commit order across any
   number of API processes (docs/ledger.md).
 - SQLite: ``TEMP`` triggers, which exist only on Ledgerbase's writer connection;
   the one writer numbers changes in commit order by itself.
@@ -37,27 +38,81 @@ CAPTURE_SETTING = "ledgerbase.capture"
 
 # --- PostgreSQL ----------------------------------------------------------------------------
 
+# A random 32-byte salt without pgcrypto: two version-4 UUIDs (244 random bits).
+_SALT = "uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())"
+# The position of the next change of this transaction: its changes are numbered 0, 1, 2...
+# (a rolled-back savepoint's changes are gone, so positions stay gapless).
+_NEXT_POSITION = ("(SELECT coalesce(max(pos) + 1, 0) FROM ledgerbase.ledger_changes "
+                  "WHERE txid = pg_current_xact_id())")
+# Set on the server's own connections: it flushes the WAL after each COMMIT itself
+# (``PostgresDatabase.write``), so a numbered transaction may commit without waiting for the
+# flush, and the numbering lock is held for microseconds instead of a disk flush.
+FLUSH_SETTING = "ledgerbase.flush_after_commit"
+
+# Held by the transaction numbering its changes until it ends (one key per database).
+_NUMBERING_LOCK = 0x4C42_5351  # "LBSQ"
+
 POSTGRES_SETUP = (
     *POSTGRES_TABLES,
-    """CREATE TABLE IF NOT EXISTS ledgerbase.ledger_head (
-  id int PRIMARY KEY CHECK (id = 1),
-  size bigint NOT NULL
-)""",
-    "INSERT INTO ledgerbase.ledger_head (id, size) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    # A change is written once, by the capture trigger: the transaction's id and the change's
+    # position in it. Its sequence number comes from its transaction's commit row.
     """CREATE TABLE IF NOT EXISTS ledgerbase.ledger_changes (
-  id bigserial PRIMARY KEY,
   txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
-  seq bigint UNIQUE,
-  time timestamptz,
+  pos int NOT NULL,
   table_name text NOT NULL,
   op text NOT NULL,
   pk jsonb NOT NULL,
   row_data jsonb,
   salt bytea,
-  actor text NOT NULL
+  actor text NOT NULL,
+  PRIMARY KEY (txid, pos)
 )""",
-    "CREATE INDEX IF NOT EXISTS ledger_changes_unsequenced ON ledgerbase.ledger_changes (txid) "
-    "WHERE seq IS NULL",
+    # One row per numbered transaction: its changes first_pos.. are numbered first_seq..last_seq.
+    """CREATE TABLE IF NOT EXISTS ledgerbase.ledger_commits (
+  last_seq bigint PRIMARY KEY,
+  first_seq bigint NOT NULL,
+  txid xid8 NOT NULL,
+  first_pos int NOT NULL,
+  time timestamptz NOT NULL
+)""",
+    # a database made before commit rows numbered each change row in place: convert it
+    """DO $lb$ BEGIN
+  IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'ledgerbase'
+             AND table_name = 'ledger_changes' AND column_name = 'seq') THEN
+    DROP TRIGGER IF EXISTS sequence_changes ON ledgerbase.ledger_changes;
+    DELETE FROM ledgerbase.ledger_changes WHERE seq IS NULL;
+    ALTER TABLE ledgerbase.ledger_changes ADD COLUMN pos int;
+    UPDATE ledgerbase.ledger_changes AS c SET pos = o.n - 1 FROM (
+      SELECT id, row_number() OVER (PARTITION BY txid ORDER BY seq) AS n FROM ledgerbase.ledger_changes) AS o
+      WHERE c.id = o.id;
+    INSERT INTO ledgerbase.ledger_commits (last_seq, first_seq, txid, first_pos, time)
+      SELECT seq, seq, txid, pos, time FROM ledgerbase.ledger_changes;
+    ALTER TABLE ledgerbase.ledger_changes DROP COLUMN id, DROP COLUMN seq, DROP COLUMN time,
+      ALTER COLUMN pos SET NOT NULL, ADD PRIMARY KEY (txid, pos);
+  END IF;
+END $lb$""",
+    "DROP TABLE IF EXISTS ledgerbase.ledger_head",  # the numbers' count, before commit rows had it
+    # Numbered changes in order, for a range read: inlined by the planner (index range scans
+    # on the commit rows and the changes of each).
+    """CREATE OR REPLACE FUNCTION ledgerbase.ledger_changes_from(first bigint, max_count int)
+RETURNS TABLE (seq bigint, "time" timestamptz, table_name text, op text, pk jsonb, row_data jsonb,
+               salt bytea, actor text)
+LANGUAGE sql STABLE AS $$
+  SELECT c.first_seq + (ch.pos - c.first_pos), c.time, ch.table_name, ch.op, ch.pk, ch.row_data, ch.salt, ch.actor
+  FROM ledgerbase.ledger_commits AS c
+  JOIN ledgerbase.ledger_changes AS ch ON ch.txid = c.txid
+    AND ch.pos BETWEEN c.first_pos + greatest(first - c.first_seq, 0) AND c.first_pos + (c.last_seq - c.first_seq)
+  WHERE c.last_seq >= first
+  ORDER BY c.last_seq, ch.pos
+  LIMIT max_count
+$$""",
+    # Every numbered change with its number, for reads by table or key.
+    """CREATE OR REPLACE VIEW ledgerbase.ledger_log AS
+  SELECT c.first_seq + (ch.pos - c.first_pos) AS seq, c.time, ch.txid, ch.table_name, ch.op, ch.pk,
+         ch.row_data, ch.salt, ch.actor
+  FROM ledgerbase.ledger_commits AS c
+  JOIN ledgerbase.ledger_changes AS ch ON ch.txid = c.txid
+    AND ch.pos BETWEEN c.first_pos AND c.first_pos + (c.last_seq - c.first_seq)""",
     # one trigger function for every table: TG_ARGV holds the primary key's columns
     f"""CREATE OR REPLACE FUNCTION ledgerbase.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -76,40 +131,48 @@ BEGIN
     key_row := new_row;
   END IF;
   claims := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
-  INSERT INTO ledgerbase.ledger_changes (table_name, op, pk, row_data, salt, actor)
+  INSERT INTO ledgerbase.ledger_changes (pos, table_name, op, pk, row_data, salt, actor)
   VALUES (
+    {_NEXT_POSITION},
     CASE WHEN TG_TABLE_SCHEMA = 'public' THEN TG_TABLE_NAME ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END,
     lower(TG_OP),
     CASE WHEN TG_NARGS = 0 THEN key_row  -- no primary key: the whole row identifies it
+         WHEN TG_NARGS = 1 THEN jsonb_build_object(TG_ARGV[0], key_row -> TG_ARGV[0])
          ELSE (SELECT jsonb_object_agg(k, key_row -> k) FROM unnest(TG_ARGV) AS k) END,
     new_row,
-    decode(replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', ''), 'hex'),
+    {_SALT},
     coalesce(claims ->> 'sub', claims ->> 'role', 'ledgerbase')
   );
   RETURN NULL;
 END
 $$""",
-    # at COMMIT: number the transaction's changes after every earlier commit's
-    """CREATE OR REPLACE FUNCTION ledgerbase.sequence_changes() RETURNS trigger
+    # At COMMIT: number the transaction's changes after every earlier commit's. The trigger
+    # fires once per change; the first firing numbers them all, the others find them numbered.
+    # (A lock, not an UPDATE of a counter row: thousands of updates a second of one row
+    # grew it to hundreds of pages of dead versions that every writer and reader walked.)
+    f"""CREATE OR REPLACE FUNCTION ledgerbase.sequence_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  pending bigint;
+  done int;
+  total int;
   first_seq bigint;
 BEGIN
-  -- the head's row lock is held until the transaction ends: numbers follow commit order
-  WITH waiting AS (SELECT count(*) AS n FROM ledgerbase.ledger_changes
-                   WHERE txid = pg_current_xact_id() AND seq IS NULL)
-  UPDATE ledgerbase.ledger_head SET size = size + waiting.n FROM waiting
-    WHERE id = 1 AND waiting.n > 0
-    RETURNING size - waiting.n, waiting.n INTO first_seq, pending;
-  IF pending IS NULL THEN
-    RETURN NULL;  -- numbered by an earlier row's trigger of this transaction
+  done := coalesce(nullif(current_setting('ledgerbase.numbered', true), ''), '0')::int;
+  IF NEW.pos < done THEN
+    RETURN NULL;
   END IF;
-  UPDATE ledgerbase.ledger_changes AS c
-    SET seq = first_seq + o.n - 1, time = clock_timestamp()
-    FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM ledgerbase.ledger_changes
-          WHERE txid = pg_current_xact_id() AND seq IS NULL) AS o
-    WHERE c.id = o.id;
+  SELECT max(pos) + 1 INTO total FROM ledgerbase.ledger_changes WHERE txid = NEW.txid;
+  -- the lock is held until the transaction ends: numbers follow commit order, and the
+  -- next numbering's snapshot (taken after it gets the lock) sees this commit row
+  PERFORM pg_advisory_xact_lock({_NUMBERING_LOCK});
+  SELECT coalesce(max(last_seq) + 1, 0) INTO first_seq FROM ledgerbase.ledger_commits;
+  INSERT INTO ledgerbase.ledger_commits (last_seq, first_seq, txid, first_pos, time)
+    VALUES (first_seq + (total - done) - 1, first_seq, NEW.txid, done, clock_timestamp());
+  PERFORM set_config('ledgerbase.numbered', total::text, true);
+  IF current_setting('{FLUSH_SETTING}', true) = 'on' THEN
+    -- the client flushes after COMMIT: do not hold the lock through the flush
+    PERFORM set_config('synchronous_commit', 'off', true);
+  END IF;
   RETURN NULL;
 END
 $$""",
@@ -221,10 +284,9 @@ def postgres_adoption(schema: str, table: str, key: Sequence[str]) -> tuple[str,
     quoted = f"{quote_ident(schema)}.{quote_ident(table)}"
     pk = ("to_jsonb(_r)" if not key else
           "jsonb_build_object(" + ", ".join(f"{_literal(c)}, to_jsonb(_r) -> {_literal(c)}" for c in key) + ")")
-    adopt = (f"INSERT INTO ledgerbase.ledger_changes (table_name, op, pk, row_data, salt, actor) "
-             f"SELECT {_literal(name)}, 'insert', {pk}, to_jsonb(_r), "
-             f"decode(replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', ''), 'hex'), "
-             f"'ledgerbase' FROM {quoted} AS _r")
+    adopt = (f"INSERT INTO ledgerbase.ledger_changes (pos, table_name, op, pk, row_data, salt, actor) "
+             f"SELECT {_NEXT_POSITION} + row_number() OVER () - 1, {_literal(name)}, 'insert', {pk}, "
+             f"to_jsonb(_r), {_SALT}, 'ledgerbase' FROM {quoted} AS _r")
     return postgres_trigger(schema, table, key), adopt
 
 
@@ -310,7 +372,8 @@ class LedgerMark:
     async def after(self, tx: Transaction, before: Any) -> Any:
         """Called in the transaction after the write: what ``committed`` needs."""
         if self.postgres:
-            return (await tx.fetch_all("SELECT pg_current_xact_id()::text", ()))[0][0]
+            # none when the transaction wrote nothing (so it numbered nothing)
+            return (await tx.fetch_all("SELECT pg_current_xact_id_if_assigned()::text", ()))[0][0]
         last = (await tx.fetch_all(f"SELECT coalesce(max(id), 0) FROM {SQLITE_CHANGES}", ()))[0][0]
         return int(last) - 1 if int(last) > int(before) else None
 
@@ -318,6 +381,8 @@ class LedgerMark:
         """The sequence number, after the commit."""
         if not self.postgres or noted is None:
             return int(noted) if noted is not None else None
+        # from the newest commit row back: this one was committed a moment ago
         row = await self.database.fetch_one(
-            "SELECT max(seq) FROM ledgerbase.ledger_changes WHERE txid = $1::text::xid8", (noted,))
+            "SELECT last_seq FROM ledgerbase.ledger_commits WHERE txid = $1::text::xid8 "
+            "ORDER BY last_seq DESC LIMIT 1", (noted,))
         return int(row[0]) if row is not None and row[0] is not None else None

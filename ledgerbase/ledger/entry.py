@@ -30,6 +30,9 @@ import rfc8785
 OPS = ("insert", "update", "delete")
 ENTRY_FIELDS = ("actor", "digest", "op", "pk", "seq", "table", "time")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_SHORT_TIME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?Z")
+# the base64 of exactly 32 bytes, canonically padded (the last digit carries 4 bits and two zeros)
+_DIGEST = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 
 JsonValue = None | bool | int | float | str | list[Any] | tuple[Any, ...] | Mapping[str, Any]
 
@@ -77,16 +80,28 @@ def _orjson_is_canonical(value: object) -> bool:
     the two orders agree below U+10000), only plain dicts, lists and tuples, and integers
     orjson can write; strings are escaped alike (short escapes, lower-case ``\\u00xx``).
     """
-    if isinstance(value, str) or value is None or isinstance(value, bool):
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
         return True
-    if isinstance(value, int):
+    if kind is int:
         return value in _ORJSON_INTS
-    if isinstance(value, list | tuple):
-        return all(_orjson_is_canonical(item) for item in value)
-    if type(value) is dict:
-        return all(isinstance(key, str) and (key.isascii() or max(key) <= "\uffff") and _orjson_is_canonical(item)
-                   for key, item in value.items())
-    return False
+    if kind is dict:
+        # a loop, not all(genexpr): rows are checked once per entry, so this is hot
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str or not (key.isascii() or max(key) <= "\uffff"):
+                return False
+            kind = type(item)
+            if kind is str or item is None or kind is bool:
+                continue
+            if kind is int:
+                if item not in _ORJSON_INTS:
+                    return False
+            elif not _orjson_is_canonical(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_orjson_is_canonical(item) for item in value)  # type: ignore[attr-defined]
+    return False  # floats, and subclasses (an IntEnum, say): the slow path writes them
 
 
 def canonical_json(value: JsonValue) -> bytes:
@@ -122,7 +137,16 @@ def entry_time(value: datetime | str) -> str:
     SQLite's ``strftime('%Y-%m-%dT%H:%M:%fZ')``). Raises ``EntryError`` for a naive
     datetime or text that is not a time.
     """
+    if type(value) is datetime and value.tzinfo is UTC and value.year >= 1000:
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"  # what strftime below gives, 5x faster
     if isinstance(value, str):
+        short = _SHORT_TIME.fullmatch(value)
+        if short is not None and value[0] != "0":  # SQLite's strftime('%Y-%m-%dT%H:%M:%fZ')
+            try:
+                datetime.fromisoformat(value)
+            except ValueError as error:
+                raise EntryError(f"not an RFC 3339 time: {value!r}") from error
+            return f"{short[1]}.{(short[2] or '').ljust(6, '0')}Z"
         try:
             value = datetime.fromisoformat(value)
         except ValueError as error:
@@ -180,6 +204,19 @@ def make_entry(seq: int, time: str, table: str, op: str, pk: Mapping[str, Any], 
     ``time`` as ``entry_time`` returns it; ``pk`` maps key columns to their JSON values;
     ``digest`` as ``row_digest`` returns it. Raises ``EntryError`` for any invalid field.
     """
+    # The integrator makes one entry per change: the usual case is checked here in a few
+    # type tests and regular expressions and written by orjson (the same bytes Entry.to_json
+    # gives); anything else goes through Entry, which says what is wrong.
+    if (type(seq) is int and seq >= 0 and type(time) is str and _TIME.fullmatch(time) is not None
+            and time[0] != "0" and type(table) is str and table and op in OPS and type(pk) is dict
+            and type(digest) is str and _DIGEST.fullmatch(digest) is not None and type(actor) is str
+            and _orjson_is_canonical(pk)):
+        try:
+            datetime.fromisoformat(time)
+            return orjson.dumps({"actor": actor, "digest": digest, "op": op, "pk": pk, "seq": seq,
+                                 "table": table, "time": time}, option=orjson.OPT_SORT_KEYS)
+        except (ValueError, orjson.JSONEncodeError):
+            pass  # an impossible date, a lone surrogate: Entry says which
     return Entry(seq, time, table, op, pk, digest, actor).to_json()
 
 

@@ -35,7 +35,7 @@ from ledgerbase.security import load_or_create_secret_file
 log = structlog.get_logger("ledgerbase.ledger")
 _LOCK_KEY = 0x4C42_4C47  # "LBLG": one integrator per PostgreSQL database
 BATCH = 10_000
-_TILE_CACHE = 4096  # full tiles kept in memory for proofs (8 KiB each)
+_TILE_CACHE = 2048  # full tiles kept in memory for proofs, with their subtree rows (16 KiB each)
 
 
 class LedgerError(LedgerbaseError):
@@ -89,14 +89,20 @@ def _build(size: int, rows: Sequence[Sequence[Any]], edge: tiles.TreeEdge) -> tu
     """The entries of the changes numbered from ``size`` on (stopping at the first gap) and the
     tree grown by them."""
     entries: list[bytes] = []
+    leaves: list[bytes] = []
+    last_when: Any = None
+    time_text = ""
     for offset, (seq, when, table, op, pk, row, salt, actor) in enumerate(rows):
         if int(seq) != size + offset:
             break  # numbered but not visible yet: the next round takes it
-        data = orjson.loads(row) if row is not None else None
-        digest = row_digest(bytes(salt), data if op != "delete" else None)
-        entries.append(make_entry(int(seq), entry_time(when), str(table), str(op), orjson.loads(pk),
-                                  digest, str(actor)))
-    return entries, tiles.integrate(edge, [merkle.leaf_hash(entry) for entry in entries])
+        if when != last_when:  # a transaction's changes share their commit time
+            last_when, time_text = when, entry_time(when)
+        data = orjson.loads(row) if row is not None and op != "delete" else None
+        entry = make_entry(int(seq), time_text, str(table), str(op), orjson.loads(pk),
+                           row_digest(bytes(salt), data), str(actor))
+        entries.append(entry)
+        leaves.append(merkle.leaf_hash(entry))
+    return entries, tiles.integrate(edge, leaves)
 
 
 class Queries:
@@ -116,14 +122,17 @@ class Queries:
                               "ON i.key = l.key)"))
         self.bundle = f"SELECT data FROM {schema}bundles WHERE idx = {p(1)}"
         if postgres:
-            self.changes = (f"SELECT seq, time, table_name, op, pk::text, row_data::text, salt, actor "
-                            f"FROM ledgerbase.ledger_changes WHERE seq >= {p(1)} ORDER BY seq LIMIT {p(2)}")
-            self.pending = "SELECT coalesce(max(seq) + 1, 0) FROM ledgerbase.ledger_changes WHERE seq IS NOT NULL"
-            self.forget_rows = (f"UPDATE ledgerbase.ledger_changes SET row_data = NULL "
-                                f"WHERE seq >= {p(1)} AND seq < {p(2)}")
-            self.history = (f"SELECT seq, salt FROM ledgerbase.ledger_changes WHERE table_name = {p(1)} "
-                            f"AND pk = {p(2)}::jsonb AND seq < {p(3)} ORDER BY seq")
-            self.salt = f"SELECT salt FROM ledgerbase.ledger_changes WHERE seq = {p(1)}"
+            # changes are numbered by their transaction's commit row (ledgerbase.ledger.capture)
+            self.changes = ("SELECT seq, time, table_name, op, pk::text, row_data::text, salt, actor "
+                            "FROM ledgerbase.ledger_changes_from($1, $2)")
+            self.pending = "SELECT coalesce(max(last_seq) + 1, 0) FROM ledgerbase.ledger_commits"
+            # whole transactions whose last change is in [$1, $2)
+            self.forget_rows = ("UPDATE ledgerbase.ledger_changes AS ch SET row_data = NULL "
+                                "FROM ledgerbase.ledger_commits AS c WHERE c.last_seq >= $1 AND c.last_seq < $2 "
+                                "AND ch.txid = c.txid AND ch.pos BETWEEN c.first_pos "
+                                "AND c.first_pos + (c.last_seq - c.first_seq) AND ch.row_data IS NOT NULL")
+            self.history = ("SELECT seq, salt FROM ledgerbase.ledger_log WHERE table_name = $1 "
+                            "AND pk = $2::jsonb AND seq < $3 ORDER BY seq")
         else:
             self.changes = (f"SELECT id - 1, time, table_name, op, pk, row_data, salt, actor "
                             f"FROM _ledgerbase_ledger_changes WHERE id > {p(1)} ORDER BY id LIMIT {p(2)}")
@@ -132,7 +141,6 @@ class Queries:
                                 f"WHERE id > {p(1)} AND id <= {p(2)}")
             self.history = (f"SELECT id - 1, salt FROM _ledgerbase_ledger_changes WHERE table_name = {p(1)} "
                             f"AND json(pk) = json({p(2)}) AND id <= {p(3)} ORDER BY id")
-            self.salt = f"SELECT salt FROM _ledgerbase_ledger_changes WHERE id = {p(1)} + 1"
         conflict = "ON CONFLICT (level, idx) DO UPDATE SET width = excluded.width, data = excluded.data"
         self.put_tile = (f"INSERT INTO {schema}tiles (level, idx, width, data) VALUES "
                          f"({p(1)}, {p(2)}, {p(3)}, {p(4)}) {conflict}")
@@ -165,7 +173,10 @@ class Ledger:
         # feeds read it); then only the digest and salt remain
         self.keep_row_data = keep_row_data
         self._forgotten = 0
-        self._full_tiles: dict[tuple[int, int], bytes] = {}
+        # proofs: the subtree rows of full tiles (tiles.subtree_rows), oldest dropped first
+        self._tile_rows: dict[tuple[int, int], tuple[bytes, ...]] = {}
+        self._edge_rows_of: tiles.TreeEdge | None = None
+        self._edge_rows_cache: dict[tuple[int, int], tuple[bytes, ...]] = {}
         # for /metrics, refreshed every round: changes numbered, and since when some wait
         self.numbered = 0
         self.waiting_since: float | None = None
@@ -362,44 +373,59 @@ class Ledger:
         return tiles.decode_bundle(data)[index % tiles.TILE_WIDTH]
 
     async def _hashes(self, nodes: Sequence[merkle.Node], size: int) -> list[bytes]:
-        """The hashes of ``nodes`` in the tree of ``size``: full tiles from memory (they never
-        change), the others in one query."""
-        stored: dict[tuple[int, int], bytes] = {}
+        """The hashes of ``nodes`` in the tree of ``size``, read from the subtree rows of their
+        tiles: kept in memory for full tiles (they never change) and the right edge, the other
+        tiles read in one query."""
+        found: dict[tuple[int, int], tuple[bytes, ...]] = {}
         wanted = []
-        edge = self._edge_tiles()
+        edge = self._edge_rows()
         for tile in tiles.tiles_for_nodes(nodes, size):
-            cached = self._full_tiles.get((tile.level, tile.index)) or edge.get((tile.level, tile.index))
-            if cached is not None and len(cached) < tile.width * merkle.HASH_SIZE:
-                cached = None
-            if cached is not None:
-                stored[(tile.level, tile.index)] = cached
+            key = (tile.level, tile.index)
+            rows = self._tile_rows.get(key) or edge.get(key)
+            if rows is not None and len(rows[0]) >= tile.width * merkle.HASH_SIZE:
+                found[key] = rows
             else:
                 wanted.append(tile)
         if wanted:
-            levels = [tile.level for tile in wanted]
-            indexes = [tile.index for tile in wanted]
-            params: tuple[Any, ...] = ((levels, indexes) if self.queries.postgres
-                                       else (orjson.dumps(levels).decode(), orjson.dumps(indexes).decode()))
-            for level, index, data in await self.database.fetch_all(self.queries.many_tiles, params):
-                stored[(int(level), int(index))] = bytes(data)
+            if len(wanted) == 1:  # the usual case once the upper tiles are cached: a plain key lookup
+                read = await self.database.fetch_all(self.queries.tiles, (wanted[0].level, wanted[0].index))
+            else:
+                levels = [tile.level for tile in wanted]
+                indexes = [tile.index for tile in wanted]
+                params: tuple[Any, ...] = ((levels, indexes) if self.queries.postgres
+                                           else (orjson.dumps(levels).decode(), orjson.dumps(indexes).decode()))
+                read = await self.database.fetch_all(self.queries.many_tiles, params)
+            stored = {(int(level), int(index)): bytes(data) for level, index, data in read}
             for tile in wanted:
-                data = stored.get((tile.level, tile.index))
+                key = (tile.level, tile.index)
+                data = stored.get(key)
                 if data is None or len(data) < tile.width * merkle.HASH_SIZE:
                     raise UnavailableError(f"tile {tile.path()} is not stored yet", code="PGRST002")
+                found[key] = tiles.subtree_rows(data)
                 if len(data) == tiles.TILE_WIDTH * merkle.HASH_SIZE:
-                    if len(self._full_tiles) >= _TILE_CACHE:
-                        self._full_tiles.clear()
-                    self._full_tiles[(tile.level, tile.index)] = data
-        return tiles.read_node_hashes(nodes, stored)
+                    if len(self._tile_rows) >= _TILE_CACHE:
+                        del self._tile_rows[next(iter(self._tile_rows))]  # the oldest
+                    self._tile_rows[key] = found[key]
+        hashes = []
+        for node in nodes:
+            level = node.level // tiles.TILE_HEIGHT
+            index = (node.index << (node.level - level * tiles.TILE_HEIGHT)) // tiles.TILE_WIDTH
+            hashes.append(tiles.node_hash_from_rows(node, level, index, found[(level, index)]))
+        return hashes
 
-    def _edge_tiles(self) -> dict[tuple[int, int], bytes]:
-        """The partial tiles of the right edge this process integrated last (checked against the
-        published root), by (level, index): a proof at any published size reads their prefixes."""
+    def _edge_rows(self) -> dict[tuple[int, int], tuple[bytes, ...]]:
+        """The subtree rows of the partial tiles of the right edge this process integrated last
+        (checked against the published root), by (level, index): a proof at any published size
+        reads them (a narrower tile's complete subtrees are the same)."""
         edge = self._edge
         if edge is None:
             return {}
-        return {(level, (edge.size >> (tiles.TILE_HEIGHT * level)) // tiles.TILE_WIDTH): data
+        if self._edge_rows_of is not edge:
+            self._edge_rows_cache = {
+                (level, (edge.size >> (tiles.TILE_HEIGHT * level)) // tiles.TILE_WIDTH): tiles.subtree_rows(data)
                 for level, data in enumerate(edge.partial) if data}
+            self._edge_rows_of = edge
+        return self._edge_rows_cache
 
     async def _size(self, size: int | None) -> int:
         if size is not None and self.head is not None and 0 < size <= self.head.size:

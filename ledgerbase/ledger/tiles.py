@@ -13,6 +13,7 @@ stores what comes back.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -172,6 +173,37 @@ def read_node_hashes(nodes: Sequence[Node], tiles: Mapping[tuple[int, int], byte
             raise TileError(f"tile {level}/{index} is missing")
         hashes.append(node_hash_from_tile(node, level, index, data))
     return hashes
+
+
+def subtree_rows(data: bytes) -> tuple[bytes, ...]:
+    """Every complete subtree hash inside a tile: row ``k`` is the roots of its ``2**k``-hash
+    subtrees, concatenated (row 0 is the tile itself). At most 255 hashes for a full tile.
+
+    A proof reads up to 8 nodes of a tile; keeping its rows makes each a slice instead of up
+    to 127 hashes. Raises ``TileError`` if the length is not a multiple of 32.
+    """
+    rows = [data]
+    row = split_hashes(data)
+    sha256 = hashlib.sha256
+    while len(row) > 1:
+        row = [sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row) - 1, 2)]
+        rows.append(b"".join(row))
+    return tuple(rows)
+
+
+def node_hash_from_rows(node: Node, tile_level: int, tile_index: int, rows: Sequence[bytes]) -> bytes:
+    """The hash of ``node`` from the ``subtree_rows`` of tile (``tile_level``, ``tile_index``).
+
+    Raises ``TileError`` if the tile does not hold the node.
+    """
+    shift = node.level - tile_level * TILE_HEIGHT
+    if not 0 <= shift < TILE_HEIGHT:
+        raise TileError(f"{node} is not in a level {tile_level} tile")
+    position = node.index - (tile_index << (TILE_HEIGHT - shift))
+    if position < 0 or position >= TILE_WIDTH >> shift or shift >= len(rows) \
+            or (position + 1) * HASH_SIZE > len(rows[shift]):
+        raise TileError(f"{node} is not in tile {tile_level}/{tile_index} of {len(rows[0]) // HASH_SIZE} hashes")
+    return rows[shift][position * HASH_SIZE:(position + 1) * HASH_SIZE]
 
 
 def split_hashes(data: bytes) -> list[bytes]:

@@ -611,8 +611,8 @@ async def _postgres_tables(snapshot: Snapshot) -> list[_TableRows]:
         rows = await snapshot.fetch_all(
             f"SELECT ({pk})::text, to_jsonb(_r)::text FROM {quote_ident(schema)}.{quote_ident(table)} AS _r", columns)
         changes = await snapshot.fetch_all(
-            "SELECT seq, op, pk::text, row_data::text, salt FROM ledgerbase.ledger_changes "
-            "WHERE table_name = $1 AND seq IS NOT NULL ORDER BY seq", (name,))
+            "SELECT seq, op, pk::text, row_data::text, salt FROM ledgerbase.ledger_log "
+            "WHERE table_name = $1 ORDER BY seq", (name,))
         out.append(_table_rows(name, rows, changes))
     return out
 

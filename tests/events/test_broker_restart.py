@@ -361,10 +361,11 @@ def _ledger_changes(database_url: str) -> list[tuple[int, Change]]:
             connection = await asyncpg.connect(database_url)
             try:
                 unnumbered = await connection.fetchval(
-                    "SELECT count(*) FROM ledgerbase.ledger_changes WHERE seq IS NULL")
+                    "SELECT (SELECT count(*) FROM ledgerbase.ledger_changes) "
+                    "- (SELECT count(*) FROM ledgerbase.ledger_log)")
                 assert unnumbered == 0
                 return list(await connection.fetch(
-                    "SELECT seq, table_name, op, pk::text, row_data::text FROM ledgerbase.ledger_changes "
+                    "SELECT seq, table_name, op, pk::text, row_data::text FROM ledgerbase.ledger_log "
                     "ORDER BY seq"))
             finally:
                 await connection.close()

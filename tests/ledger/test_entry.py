@@ -165,3 +165,37 @@ def test_row_digest() -> None:
     assert row_digest(salt, row) != row_digest(b"\x01" + salt[1:], row)
     assert row_digest(salt, {"id": 2**63}) != row_digest(salt, {"id": 2**63 + 1})  # big keys stay exact
     assert len(base64.b64decode(row_digest(salt, row))) == 32
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=8)
+_KEYS = st.dictionaries(_TEXT, st.none() | st.booleans() | st.integers(-(2**70), 2**70) | _TEXT
+                        | st.floats(allow_nan=False, allow_infinity=False), max_size=3)
+
+
+@given(seq=st.integers(0, 2**64), when=st.datetimes(timezones=st.just(UTC)), table=_TEXT,
+       op=st.sampled_from(["insert", "update", "delete"]), pk=_KEYS, raw=st.binary(min_size=32, max_size=32),
+       actor=_TEXT)
+def test_make_entry_is_entry_to_json(seq: int, when: datetime, table: str, op: str, pk: dict[str, object],
+                                     raw: bytes, actor: str) -> None:
+    """The fast path of make_entry writes exactly what Entry.to_json writes, and refuses the same."""
+    fields = (seq, entry_time(when) if when.year >= 1000 else "0999-01-01T00:00:00.000000Z", table, op, pk,
+              base64.b64encode(raw).decode(), actor)
+    try:
+        expected: bytes | type[EntryError] = Entry(*fields).to_json()
+    except EntryError:
+        expected = EntryError
+    if expected is EntryError:
+        with pytest.raises(EntryError):
+            make_entry(*fields)
+    else:
+        assert make_entry(*fields) == expected
+
+
+@given(when=st.datetimes(timezones=st.just(UTC)))
+def test_entry_time_fast_paths(when: datetime) -> None:
+    """Aware UTC datetimes and SQLite's millisecond strings give what strftime gives."""
+    expected = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if when.year >= 1000:
+        assert entry_time(when) == expected
+        sqlite_text = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+        assert entry_time(sqlite_text) == expected[:23] + "000Z"

@@ -217,6 +217,26 @@ def test_node_from_tile_between_tile_levels() -> None:
         tiles.node_hash_from_tile(Node(0, 300), 0, 0, store[(0, 0)])
 
 
+@given(st.integers(1, 70_000), st.data())
+@settings(max_examples=60, deadline=None)
+def test_subtree_rows_hold_every_node_of_a_tile(size: int, data: st.DataObject) -> None:
+    """A node read from a tile's subtree rows is the node read from the tile, in full and
+    partial tiles and from a wider version of the tile."""
+    store = store_of(max(size, 70_000))  # wider tiles than the tree of size needs
+    level = data.draw(st.integers(0, 15))
+    node = Node(level, data.draw(st.integers(0, max(0, (size >> level) - 1))))
+    if node.end > size:
+        return
+    (tile,) = tiles.tiles_for_nodes([node], size)
+    for stored in (store_of(size)[(tile.level, tile.index)], store[(tile.level, tile.index)]):
+        rows = tiles.subtree_rows(stored)
+        assert tiles.node_hash_from_rows(node, tile.level, tile.index, rows) == merkle.subtree_hash(
+            leaves_of(size), node)
+    with pytest.raises(TileError):
+        tiles.node_hash_from_rows(Node(node.level, node.index + tiles.TILE_WIDTH), tile.level, tile.index,
+                                  tiles.subtree_rows(store[(tile.level, tile.index)]))
+
+
 # --- entry bundles ------------------------------------------------------------------------
 
 
