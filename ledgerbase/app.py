@@ -397,12 +397,13 @@ def tune_garbage_collector() -> None:
     Thousands of open Realtime sockets are hundreds of thousands of long-lived objects,
     and a full collection walks them all: with 10,000 sockets, CPython's defaults paused
     the process for 0.3 to 1.6 s every few seconds under 500 to 1,000 writes/s, which was
-    the whole p99 of delivery (bench/realtime.py). So what survives a full collection
-    is frozen (left out of later collections, which then walk only what is newer), and
-    every ``FULL_WALK_SECONDS`` one full collection walks everything again, so cycles
-    among objects frozen while alive are still collected (one long pause per period, not
-    one every few seconds). A full collection is considered after 100 middle-generation
-    collections instead of 10; the young generations keep their defaults.
+    the whole p99 of delivery (bench/realtime.py). So what survives a full collection is
+    frozen (left out of later collections): the next full collection walks only what
+    was promoted since, and comes when that has grown by a quarter of the unfrozen old
+    objects, as CPython's rule has it, so full collections stay short (about 0.1 s at
+    most with 10,000 sockets). Every ``FULL_WALK_SECONDS`` one full collection walks
+    everything again, so cycles among objects frozen while alive are still collected:
+    one long pause per period, not one every few seconds.
     """
     walked = time.monotonic()
 
@@ -417,5 +418,4 @@ def tune_garbage_collector() -> None:
             gc.freeze()
 
     gc.freeze()  # what the imports and the start-up built
-    gc.set_threshold(700, 10, 100)
     gc.callbacks.append(after)
