@@ -131,6 +131,18 @@ class _ServerThread:
         self.thread.join(timeout=15)
 
 
+def migrated_database(dialect: str, directory: Path, migrations: Path, prefix: str) -> Iterator[str]:
+    """A fresh database with ``migrations`` applied (SQLite in ``directory``, else a scratch
+    PostgreSQL database, dropped afterwards); for ``yield from`` in a fixture."""
+    from ledgerbase.db.migrate import migrate
+
+    url = f"sqlite:///{directory / 'nodes.db'}" if dialect == "sqlite" else create_scratch_database(prefix)
+    asyncio.run(migrate(url, migrations))
+    yield url
+    if dialect == "postgres":
+        drop_scratch_database(url)
+
+
 def fresh_database_url(dialect: str, directory: Path) -> str:
     if dialect == "sqlite":
         return f"sqlite:///{directory / 'test.db'}"

@@ -3,7 +3,6 @@ is killed (SIGKILL) the other takes over after the lease, without loss, duplicat
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +11,7 @@ import httpx
 import pytest
 
 from ledgerbase.auth.keys import make_api_key
-from ledgerbase.db.migrate import migrate
-from tests.conftest import create_scratch_database, drop_scratch_database
+from tests.conftest import migrated_database
 from tests.events.support import (
     NATS_URL,
     REDIS_URL,
@@ -39,11 +37,7 @@ def brokers() -> Iterator[tuple[str, str, Names]]:
 
 @pytest.fixture
 def database_url(dialect: str, tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'nodes.db'}" if dialect == "sqlite" else create_scratch_database("lb_nodes")
-    asyncio.run(migrate(url, write_schema(tmp_path)))
-    yield url
-    if dialect == "postgres":
-        drop_scratch_database(url)
+    yield from migrated_database(dialect, tmp_path, write_schema(tmp_path), "lb_nodes")
 
 
 def _publishing(server: Server, sink: str) -> bool:

@@ -22,8 +22,7 @@ from supabase import AsyncClient
 from websockets.asyncio.client import ClientConnection, connect
 
 from ledgerbase.auth.keys import make_api_key
-from ledgerbase.db.migrate import migrate
-from tests.conftest import RunningServer, create_scratch_database, drop_scratch_database
+from tests.conftest import RunningServer, migrated_database
 from tests.events.support import REDIS_URL, broker_url
 from tests.ledger.test_crash import Server
 from tests.realtime.support import eventually, realtime_client, user_token, write_schema
@@ -38,11 +37,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def database_url(dialect: str, tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'nodes.db'}" if dialect == "sqlite" else create_scratch_database("lb_presence")
-    asyncio.run(migrate(url, write_schema(tmp_path)))
-    yield url
-    if dialect == "postgres":
-        drop_scratch_database(url)
+    yield from migrated_database(dialect, tmp_path, write_schema(tmp_path), "lb_presence")
 
 
 async def _serve(database_url: str, data_dir: Path, secret: str, settings: dict[str, str]
