@@ -58,7 +58,7 @@ _DELETE_TABLE_POLICIES = "DELETE FROM _ledgerbase_policies WHERE table_name = ?"
 
 # Statements with no meaning on SQLite: accepted and skipped (docs/migrations.md).
 _IGNORED = {"COMMENT", "GRANT", "REVOKE", "CREATE ROLE", "CREATE USER", "CREATE EXTENSION",
-            "CREATE SCHEMA", "ALTER DEFAULT PRIVILEGES"}
+            "CREATE SCHEMA", "ALTER DEFAULT PRIVILEGES", "ALTER TABLE REPLICA IDENTITY"}
 
 _SIMPLE_TYPES: dict[exp.DType, str] = {
     exp.DataType.Type.INT: "integer", exp.DataType.Type.BIGINT: "bigint",
@@ -199,6 +199,8 @@ def _construct(words: list[str]) -> str:
             return "ALTER DEFAULT PRIVILEGES"
         if words[1:2] == ["TABLE"] and "ROW" in words and "SECURITY" in words:
             return "ALTER TABLE ROW LEVEL SECURITY"
+        if words[1:2] == ["TABLE"] and "REPLICA" in words and "IDENTITY" in words:
+            return "ALTER TABLE REPLICA IDENTITY"
         return " ".join(words[:2])
     if words[:1] in (["DROP"],):
         return " ".join(words[:2])

@@ -80,6 +80,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("CREATE ROLE reporting NOLOGIN", []),
     ("CREATE EXTENSION IF NOT EXISTS pgcrypto", []),
     ("CREATE SCHEMA IF NOT EXISTS extra", []),
+    ("ALTER TABLE t REPLICA IDENTITY FULL", []),  # Supabase Realtime's old rows (docs/realtime.md)
     # comments and empty statements
     ("-- nothing here\n;\n/* nor here */", []),
 ]
