@@ -55,6 +55,7 @@ def serve(
         f"  REST API:     {base}/rest/v1/",
         f"  Auth:         {base}/auth/v1/",
         f"  Ledger:       {base}/ledger/v1/checkpoint",
+        f"  Realtime:     ws://{host}:{port}/realtime/v1/websocket",
         f"  Health:       {base}/health/ready",
         f"  Metrics:      {base}/metrics",
         f"  anon key:     {keys['anon']}",
