@@ -50,7 +50,7 @@ from sqlglot import exp
 from ledgerbase.auth.keys import Claims
 from ledgerbase.auth.policies import PolicySet
 from ledgerbase.db.dialect import quote_ident
-from ledgerbase.db.engine import Database, connect_sqlite, sqlite_error, sqlite_path
+from ledgerbase.db.engine import Database, PostgresDatabase, SqliteDatabase, connect_sqlite, sqlite_error
 from ledgerbase.db.schema import SchemaCache, Table, TypeKind
 from ledgerbase.errors import LedgerbaseError
 
@@ -382,7 +382,8 @@ class _SqliteMembers(_Members):
 
     def __init__(self, database: Database) -> None:
         super().__init__()
-        self._path = sqlite_path(getattr(database, "url", ""))
+        assert isinstance(database, SqliteDatabase)
+        self._path = database.path
         self._connection: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledgerbase-audience")
 
@@ -442,7 +443,8 @@ class _PostgresMembers(_Members):
 
     def __init__(self, database: Database) -> None:
         super().__init__()
-        self._url = str(getattr(database, "url", ""))
+        assert isinstance(database, PostgresDatabase)
+        self._url = database.url
         self._connection: Any = None
 
     async def _apply(self, role: str, gone: list[int], added: list[tuple[int, Claims]], sql: str,

@@ -106,6 +106,11 @@ class Hub:
             self._changes.discard(channel)
             self.version += 1
 
+    @property
+    def listened(self) -> bool:
+        """Whether any channel has postgres_changes bindings."""
+        return bool(self._changes)
+
     def subscribed(self) -> Iterator[Channel]:
         """The channels that have postgres_changes bindings."""
         return iter(tuple(self._changes))

@@ -2,10 +2,12 @@
 
 One task per server reads the ledger's changes table every ``poll_interval`` seconds
 (an indexed range scan after the last number seen) and fans each batch out to the
-channels whose bindings want it, after one visibility read per table and distinct
-caller (``ledgerbase.realtime.visibility``). Broadcasts and presence reach the other
-servers through Redis when ``redis_url`` is set (``ledgerbase.realtime.relay``): each
-server keeps the others' presences, so every member of a topic sees every other member.
+channels whose bindings want it and whose callers may see the rows: one policy check
+per table and role for all of them (``ledgerbase.realtime.audience``), or where that is
+not exact one read per caller (``ledgerbase.realtime.visibility``). Broadcasts and
+presence reach the other servers through Redis when ``redis_url`` is set
+(``ledgerbase.realtime.relay``): each server keeps the others' presences, so every
+member of a topic sees every other member.
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ class RealtimeService:
 
     def _listened(self) -> bool:
         """Whether a channel of this process subscribes to postgres_changes."""
-        return next(self.hub.subscribed(), None) is not None
+        return self.hub.listened
 
     async def deliver(self, changes: Sequence[Change], channels: Sequence[Channel] | None = None) -> None:
         """Push a batch of committed changes to the channels that may see them, in order.
@@ -216,13 +218,13 @@ class RealtimeService:
             if interested[change.table].channels:
                 batches.setdefault(change.table, []).append(change)
         visible = await self._visible(schema, interested, batches)
-        audiences = {name: _Audience(interested[name], visible.get(name, {})) for name in batches}
+        recipients = {name: _Recipients(interested[name], visible.get(name, {})) for name in batches}
         for change in changes:
-            audience = audiences.get(change.table)
-            if audience is None:
+            to = recipients.get(change.table)
+            if to is None:
                 continue
             seen = visible.get(change.table, {})
-            for channel in audience.of(change):
+            for channel in to.of(change):
                 self._send_change(channel, schema.tables[change.table], change, seen)
 
     async def _visible(self, schema: SchemaCache, interested: dict[str, _Subscribers],
@@ -282,15 +284,12 @@ class RealtimeService:
         wanted = [b for b in channel.bindings if b.wants(change)]
         if not wanted:
             return
-        record = change.record
-        if change.op != "DELETE" and (channel.claims.role != "service_role" or record is None):
+        record = change.record  # (the channel may see it: it is among the change's recipients)
+        if change.op != "DELETE" and record is None:  # no longer kept by the ledger: the row now
             seen = visible.get(_claims_key(channel.claims))
-            if seen is None or not seen.allows(change.pk):
+            record = seen.rows.get(key_of(change.pk)) if seen is not None else None
+            if record is None:
                 return
-            if record is None:  # no longer kept by the ledger: the row as it is now
-                record = seen.rows.get(key_of(change.pk))
-                if record is None:
-                    return
         by_select: dict[tuple[str, ...] | None, list[Binding]] = {}
         for binding in wanted:
             by_select.setdefault(binding.select, []).append(binding)
@@ -317,7 +316,7 @@ class _Subscribers:
         self.service = [channel for channel in self.channels if channel.claims.role == "service_role"]
 
 
-class _Audience:
+class _Recipients:
     """The channels a batch's changes of one table may go to, by row: those that see every
     row (service_role, tables without row-level security) and, per row, those whose caller
     may see it. Each change costs the channels that get it, not every subscriber."""
