@@ -143,6 +143,7 @@ def _migrate_sqlite(path: Path, files: Sequence[MigrationFile]) -> MigrationResu
         if not connection.execute("SELECT 1 FROM pragma_table_info('_ledgerbase_policies') "
                                   "WHERE name = 'compiled'").fetchone():
             connection.execute("ALTER TABLE _ledgerbase_policies ADD COLUMN compiled text")
+        capture.sqlite_upgrade(connection)
         connection.execute("COMMIT")
         # the ledger: tables there before are adopted, and this connection's writes captured
         connection.execute("BEGIN IMMEDIATE")
@@ -186,7 +187,7 @@ def _apply_sqlite(connection: sqlite3.Connection, migration: MigrationFile) -> b
 
 def _capture_sqlite(connection: sqlite3.Connection) -> None:
     """Adopt new tables into the ledger and capture this connection's writes to every table."""
-    for statement in capture.sqlite_capture(capture.sqlite_captured_tables(connection)):
+    for statement in capture.sqlite_capture_statements(connection):
         connection.execute(statement)
 
 

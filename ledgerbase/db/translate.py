@@ -55,10 +55,14 @@ _POLICY_COMMANDS = ("ALL", "SELECT", "INSERT", "UPDATE", "DELETE")
 _DELETE_POLICY = "DELETE FROM _ledgerbase_policies WHERE table_name = ? AND name = ?"
 _DELETE_RLS = "DELETE FROM _ledgerbase_policies WHERE table_name = ? AND name IS NULL"
 _DELETE_TABLE_POLICIES = "DELETE FROM _ledgerbase_policies WHERE table_name = ?"
+# the tables whose changes keep the whole old row (ledgerbase.ledger.capture)
+_FULL_IDENTITY = "INSERT OR IGNORE INTO _ledgerbase_replica_identity (table_name) VALUES (?)"
+_DEFAULT_IDENTITY = "DELETE FROM _ledgerbase_replica_identity WHERE table_name = ?"
+_RENAME_IDENTITY = "UPDATE _ledgerbase_replica_identity SET table_name = ? WHERE table_name = ?"
 
 # Statements with no meaning on SQLite: accepted and skipped (docs/migrations.md).
 _IGNORED = {"COMMENT", "GRANT", "REVOKE", "CREATE ROLE", "CREATE USER", "CREATE EXTENSION",
-            "CREATE SCHEMA", "ALTER DEFAULT PRIVILEGES", "ALTER TABLE REPLICA IDENTITY"}
+            "CREATE SCHEMA", "ALTER DEFAULT PRIVILEGES"}
 
 _SIMPLE_TYPES: dict[exp.DType, str] = {
     exp.DataType.Type.INT: "integer", exp.DataType.Type.BIGINT: "bigint",
@@ -276,6 +280,7 @@ class _StatementTranslator:
             "CREATE UNIQUE INDEX": self.create_index, "CREATE VIEW": self.create_view,
             "CREATE FUNCTION": self.create_function, "CREATE POLICY": self.create_policy,
             "ALTER TABLE ROW LEVEL SECURITY": self.row_level_security,
+            "ALTER TABLE REPLICA IDENTITY": self.replica_identity,
             "ALTER TABLE": self.alter_table, "INSERT": self.dml, "UPDATE": self.dml,
             "DELETE": self.dml, "DROP TABLE": self.drop, "DROP VIEW": self.drop,
             "DROP INDEX": self.drop, "DROP FUNCTION": self.drop_function,
@@ -587,6 +592,7 @@ class _StatementTranslator:
                 self.tables[new] = self.tables.pop(table, {})
                 statements.append(self.emit(
                     f"ALTER TABLE {quoted} RENAME TO {self.sqlite(exp.to_identifier(new))}"))
+                statements.append(self.emit(_RENAME_IDENTITY, (new, table)))
             elif isinstance(action, exp.Drop) and str(action.args.get("kind", "")).upper() == "COLUMN":
                 name = action.this.name
                 self.tables.get(table, {}).pop(name, None)
@@ -613,6 +619,7 @@ class _StatementTranslator:
             statements.append(self.emit(f"DROP {kind} {exists}{self.sqlite(exp.to_identifier(name))}"))
             if kind == "TABLE":
                 statements.append(self.emit(_DELETE_TABLE_POLICIES, (name,)))
+                statements.append(self.emit(_DEFAULT_IDENTITY, (name,)))
             if kind in ("TABLE", "VIEW"):
                 self.tables.pop(name, None)
         return statements
@@ -771,6 +778,24 @@ class _StatementTranslator:
         if action[:1] == ["DISABLE"]:
             return [self.emit(_DELETE_RLS, (table,))]
         return []  # FORCE / NO FORCE: table owners never bypass policies on SQLite
+
+    def replica_identity(self) -> list[TranslatedStatement]:
+        """``ALTER TABLE t REPLICA IDENTITY FULL``: the table's updates and deletes keep the
+        whole old row, for Realtime's ``old_record`` and the events; DEFAULT, NOTHING and
+        USING INDEX keep the primary key only."""
+        tokens = self.source.tokens
+        words = _words(tokens, len(tokens))
+        index = 2
+        while words[index] in ("IF", "EXISTS", "ONLY"):
+            index += 1
+        table, schema, after = _qualified_name_at(tokens, index)
+        if schema not in (None, "public"):
+            raise self.refuse(f"ALTER TABLE {schema}.{table}")
+        if words[after:after + 2] != ["REPLICA", "IDENTITY"]:
+            raise self.refuse("ALTER TABLE with REPLICA IDENTITY and other actions")
+        if words[after + 2:] == ["FULL"]:
+            return [self.emit(_FULL_IDENTITY, (table,))]
+        return [self.emit(_DEFAULT_IDENTITY, (table,))]
 
     # --- functions ------------------------------------------------------------------------
 

@@ -12,15 +12,15 @@ from ledgerbase.realtime.changes import Change
 def event_body(change: Change) -> dict[str, Any]:
     """The event of ``change`` as a JSON-ready dict.
 
-    ``old_record`` carries the primary key only (updates and deletes; ``None`` for inserts),
-    as Supabase sends it for tables without full old rows.
+    ``old_record`` (updates and deletes; ``None`` for inserts) is the whole old row for tables
+    with ``REPLICA IDENTITY FULL``, else the primary key.
     """
     return {
         "table": change.table,
         "op": change.op,
         "pk": change.pk,
         "record": change.record,
-        "old_record": None if change.op == "INSERT" else dict(change.pk),
+        "old_record": None if change.op == "INSERT" else change.old_record or dict(change.pk),
         "commit_timestamp": change.commit_timestamp,
         "ledger_seq": change.seq,
     }

@@ -86,7 +86,8 @@ def parse_webhooks(entries: Sequence[Mapping[str, Any]]) -> list[Webhook]:
 def webhook_body(change: Change) -> dict[str, Any]:
     """Supabase's database-webhook payload for ``change``, plus ``ledger_seq``.
 
-    ``old_record`` carries the primary key only (``None`` for inserts), as the events do.
+    ``old_record`` is the whole old row for tables with ``REPLICA IDENTITY FULL``, else the
+    primary key (``None`` for inserts), as the events do.
     """
     schema, _, table = change.table.rpartition(".")
     return {
@@ -94,7 +95,7 @@ def webhook_body(change: Change) -> dict[str, Any]:
         "table": table,
         "schema": schema or "public",
         "record": change.record,
-        "old_record": None if change.op == "INSERT" else dict(change.pk),
+        "old_record": None if change.op == "INSERT" else change.old_record or dict(change.pk),
         "ledger_seq": change.seq,
     }
 

@@ -22,7 +22,7 @@ clients see); the integrator (``ledgerbase.ledger.log``) turns changes into entr
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Set
 from typing import Any
 
 from ledgerbase.auth.schema import SQLITE_PREFIX as AUTH_SQLITE_PREFIX
@@ -65,8 +65,11 @@ POSTGRES_SETUP = (
   row_data jsonb,
   salt bytea,
   actor text NOT NULL,
+  old_data jsonb,
   PRIMARY KEY (txid, pos)
 )""",
+    # the row before an update or delete, for tables with REPLICA IDENTITY FULL (off the ledger)
+    "ALTER TABLE ledgerbase.ledger_changes ADD COLUMN IF NOT EXISTS old_data jsonb",
     # One row per numbered transaction: its changes first_pos.. are numbered first_seq..last_seq.
     """CREATE TABLE IF NOT EXISTS ledgerbase.ledger_commits (
   last_seq bigint PRIMARY KEY,
@@ -92,13 +95,21 @@ POSTGRES_SETUP = (
   END IF;
 END $lb$""",
     "DROP TABLE IF EXISTS ledgerbase.ledger_head",  # the numbers' count, before commit rows had it
+    # a function made before old rows were kept returns fewer columns: replace it
+    """DO $lb$ BEGIN
+  IF EXISTS (SELECT 1 FROM pg_proc WHERE oid = to_regprocedure('ledgerbase.ledger_changes_from(bigint, int)')
+             AND pg_get_function_result(oid) NOT LIKE '%old_data%') THEN
+    DROP FUNCTION ledgerbase.ledger_changes_from(bigint, int);
+  END IF;
+END $lb$""",
     # Numbered changes in order, for a range read: inlined by the planner (index range scans
     # on the commit rows and the changes of each).
     """CREATE OR REPLACE FUNCTION ledgerbase.ledger_changes_from(first bigint, max_count int)
 RETURNS TABLE (seq bigint, "time" timestamptz, table_name text, op text, pk jsonb, row_data jsonb,
-               salt bytea, actor text)
+               salt bytea, actor text, old_data jsonb)
 LANGUAGE sql STABLE AS $$
-  SELECT c.first_seq + (ch.pos - c.first_pos), c.time, ch.table_name, ch.op, ch.pk, ch.row_data, ch.salt, ch.actor
+  SELECT c.first_seq + (ch.pos - c.first_pos), c.time, ch.table_name, ch.op, ch.pk, ch.row_data, ch.salt,
+         ch.actor, ch.old_data
   FROM ledgerbase.ledger_commits AS c
   JOIN ledgerbase.ledger_changes AS ch ON ch.txid = c.txid
     AND ch.pos BETWEEN c.first_pos + greatest(first - c.first_seq, 0) AND c.first_pos + (c.last_seq - c.first_seq)
@@ -109,7 +120,7 @@ $$""",
     # Every numbered change with its number, for reads by table or key.
     """CREATE OR REPLACE VIEW ledgerbase.ledger_log AS
   SELECT c.first_seq + (ch.pos - c.first_pos) AS seq, c.time, ch.txid, ch.table_name, ch.op, ch.pk,
-         ch.row_data, ch.salt, ch.actor
+         ch.row_data, ch.salt, ch.actor, ch.old_data
   FROM ledgerbase.ledger_commits AS c
   JOIN ledgerbase.ledger_changes AS ch ON ch.txid = c.txid
     AND ch.pos BETWEEN c.first_pos AND c.first_pos + (c.last_seq - c.first_seq)""",
@@ -119,6 +130,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   new_row jsonb;
   key_row jsonb;
+  old_row jsonb;
   claims jsonb;
 BEGIN
   IF coalesce(current_setting('{CAPTURE_SETTING}', true), '') <> 'on' THEN
@@ -130,8 +142,11 @@ BEGIN
     new_row := to_jsonb(NEW);
     key_row := new_row;
   END IF;
+  IF TG_OP <> 'INSERT' AND (SELECT relreplident FROM pg_class WHERE oid = TG_RELID) = 'f' THEN
+    old_row := to_jsonb(OLD);  -- REPLICA IDENTITY FULL: the whole row before the change
+  END IF;
   claims := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
-  INSERT INTO ledgerbase.ledger_changes (pos, table_name, op, pk, row_data, salt, actor)
+  INSERT INTO ledgerbase.ledger_changes (pos, table_name, op, pk, row_data, salt, actor, old_data)
   VALUES (
     {_NEXT_POSITION},
     CASE WHEN TG_TABLE_SCHEMA = 'public' THEN TG_TABLE_NAME ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END,
@@ -141,7 +156,8 @@ BEGIN
          ELSE (SELECT jsonb_object_agg(k, key_row -> k) FROM unnest(TG_ARGV) AS k) END,
     new_row,
     {_SALT},
-    coalesce(claims ->> 'sub', claims ->> 'role', 'ledgerbase')
+    coalesce(claims ->> 'sub', claims ->> 'role', 'ledgerbase'),
+    old_row
   );
   RETURN NULL;
 END
@@ -220,9 +236,25 @@ SQLITE_SETUP: tuple[str, ...] = (
   pk text NOT NULL,
   row_data text,
   salt blob,
-  actor text NOT NULL
+  actor text NOT NULL,
+  old_data text
 )""",
+    # the tables whose updates and deletes keep the whole old row (ALTER TABLE ... REPLICA
+    # IDENTITY FULL in a migration, as on PostgreSQL)
+    "CREATE TABLE IF NOT EXISTS _ledgerbase_replica_identity (table_name text PRIMARY KEY)",
 )
+
+
+def sqlite_upgrade(connection: sqlite3.Connection) -> None:
+    """Bring a changes table made by an earlier release to the current layout."""
+    if not connection.execute(f"SELECT 1 FROM pragma_table_info('{SQLITE_CHANGES}') "
+                              "WHERE name = 'old_data'").fetchone():
+        connection.execute(f"ALTER TABLE {SQLITE_CHANGES} ADD COLUMN old_data text")
+
+
+def sqlite_full_identity(connection: sqlite3.Connection) -> set[str]:
+    """The tables set to REPLICA IDENTITY FULL by the migrations."""
+    return {str(row[0]) for row in connection.execute("SELECT table_name FROM _ledgerbase_replica_identity")}
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 
@@ -242,8 +274,9 @@ def _row_json(table: Table, alias: str) -> str:
     return sql
 
 
-def sqlite_triggers(table: Table, captured_name: str | None = None) -> list[str]:
-    """``TEMP`` triggers capturing the writes to ``table`` (on the writer connection only)."""
+def sqlite_triggers(table: Table, captured_name: str | None = None, full_identity: bool = False) -> list[str]:
+    """``TEMP`` triggers capturing the writes to ``table`` (on the writer connection only);
+    with ``full_identity`` updates and deletes also keep the whole old row."""
     name = captured_name or table.name
     key = table.primary_key or tuple(c.name for c in table.columns)
     statements = []
@@ -251,11 +284,12 @@ def sqlite_triggers(table: Table, captured_name: str | None = None) -> list[str]
         trigger = quote_ident(f"_lb_capture_{table.name}_{op}")
         keys = "json_object(" + ", ".join(f"{_literal(c)}, {row}.{quote_ident(c)}" for c in key) + ")"
         data = _row_json(table, row) if op != "delete" else "NULL"
+        old = _row_json(table, "OLD") if full_identity and op != "insert" else "NULL"
         statements.append(f"DROP TRIGGER IF EXISTS temp.{trigger}")
         statements.append(
             f"CREATE TEMP TRIGGER {trigger} AFTER {op.upper()} ON main.{quote_ident(table.name)} BEGIN "
-            f"INSERT INTO {SQLITE_CHANGES} (time, table_name, op, pk, row_data, salt, actor) VALUES "
-            f"({_NOW}, {_literal(name)}, '{op}', {keys}, {data}, randomblob(16), lb_ledger_actor()); END")
+            f"INSERT INTO {SQLITE_CHANGES} (time, table_name, op, pk, row_data, salt, actor, old_data) VALUES "
+            f"({_NOW}, {_literal(name)}, '{op}', {keys}, {data}, randomblob(16), lb_ledger_actor(), {old}); END")
     return statements
 
 
@@ -327,22 +361,28 @@ def sqlite_captured_tables(connection: sqlite3.Connection) -> list[Table]:
     return [sqlite_table(connection, name) for name in names]
 
 
-def sqlite_capture(tables: Sequence[Table]) -> list[str]:
+def sqlite_capture(tables: Sequence[Table], full_identity: Set[str] = frozenset()) -> list[str]:
     """Statements for a SQLite connection: adopt the tables not adopted yet (idempotent), then
-    (re)create the TEMP triggers that capture the writes of this connection."""
+    (re)create the TEMP triggers that capture the writes of this connection; the tables named
+    in ``full_identity`` keep whole old rows."""
     statements = []
     for table in tables:
         name = captured_name(table)
         statements.append(sqlite_adoption(table, name))
         statements.append(f"INSERT OR IGNORE INTO {SQLITE_ADOPTED} (name) VALUES ({_literal(name)})")
     for table in tables:
-        statements.extend(sqlite_triggers(table, captured_name(table)))
+        statements.extend(sqlite_triggers(table, captured_name(table), table.name in full_identity))
     return statements
+
+
+def sqlite_capture_statements(connection: sqlite3.Connection) -> list[str]:
+    """``sqlite_capture`` for the tables this connection's database has."""
+    return sqlite_capture(sqlite_captured_tables(connection), sqlite_full_identity(connection))
 
 
 async def capture_sqlite_writes(database: SqliteDatabase) -> None:
     """Capture the writes of the server's SQLite writer (after every schema change)."""
-    statements = database.run_sync(lambda connection: sqlite_capture(sqlite_captured_tables(connection)))
+    statements = database.run_sync(sqlite_capture_statements)
 
     async def work(tx: Transaction) -> None:
         for statement in statements:

@@ -127,17 +127,18 @@ class Queries:
                             "FROM ledgerbase.ledger_changes_from($1, $2)")
             self.pending = "SELECT coalesce(max(last_seq) + 1, 0) FROM ledgerbase.ledger_commits"
             # whole transactions whose last change is in [$1, $2)
-            self.forget_rows = ("UPDATE ledgerbase.ledger_changes AS ch SET row_data = NULL "
+            self.forget_rows = ("UPDATE ledgerbase.ledger_changes AS ch SET row_data = NULL, old_data = NULL "
                                 "FROM ledgerbase.ledger_commits AS c WHERE c.last_seq >= $1 AND c.last_seq < $2 "
                                 "AND ch.txid = c.txid AND ch.pos BETWEEN c.first_pos "
-                                "AND c.first_pos + (c.last_seq - c.first_seq) AND ch.row_data IS NOT NULL")
+                                "AND c.first_pos + (c.last_seq - c.first_seq) "
+                                "AND (ch.row_data IS NOT NULL OR ch.old_data IS NOT NULL)")
             self.history = ("SELECT seq, salt FROM ledgerbase.ledger_log WHERE table_name = $1 "
                             "AND pk = $2::jsonb AND seq < $3 ORDER BY seq")
         else:
             self.changes = (f"SELECT id - 1, time, table_name, op, pk, row_data, salt, actor "
                             f"FROM _ledgerbase_ledger_changes WHERE id > {p(1)} ORDER BY id LIMIT {p(2)}")
             self.pending = "SELECT coalesce(max(id), 0) FROM _ledgerbase_ledger_changes"
-            self.forget_rows = (f"UPDATE _ledgerbase_ledger_changes SET row_data = NULL "
+            self.forget_rows = (f"UPDATE _ledgerbase_ledger_changes SET row_data = NULL, old_data = NULL "
                                 f"WHERE id > {p(1)} AND id <= {p(2)}")
             self.history = (f"SELECT id - 1, salt FROM _ledgerbase_ledger_changes WHERE table_name = {p(1)} "
                             f"AND json(pk) = json({p(2)}) AND id <= {p(3)} ORDER BY id")

@@ -41,11 +41,12 @@ class Binding:
     select: tuple[str, ...] | None
     echo: dict[str, Any]  # the binding as the client sent it, plus "id"
 
-    def wants(self, change: Change) -> bool:
+    def wants(self, change: Change, rls: bool = False) -> bool:
         """Whether ``change`` is for this binding: table, event and filter.
 
-        Deletes are filtered on their primary key only (the old row is not kept), as
-        Supabase Realtime does without ``REPLICA IDENTITY FULL``.
+        Deletes are filtered on the old row a subscriber may be sent (``old_record``): the
+        whole row for tables with ``REPLICA IDENTITY FULL`` and no row-level security, else
+        the primary key.
         """
         if self.table is not None and self.table != change.table:
             return False
@@ -53,7 +54,7 @@ class Binding:
             return False
         if not self.conditions:
             return True
-        row = change.pk if change.op == "DELETE" else (change.record or {})
+        row = old_record(change, rls) if change.op == "DELETE" else (change.record or {})
         return matches(self.conditions, row)
 
 
@@ -128,11 +129,25 @@ def type_name(column: Column) -> str:
     return _TYPE_NAMES.get(base, base)
 
 
+def old_record(change: Change, rls: bool, select: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The ``old_record`` of an update or delete, as Supabase Realtime sends it: the primary key,
+    or the whole old row when the table has ``REPLICA IDENTITY FULL`` (``change.old_record``),
+    but a delete's key only when the table has row-level security (nobody's policy can be
+    checked against a row that is gone). ``select`` keeps the chosen columns and the key."""
+    old = change.old_record
+    if old is None or (rls and change.op == "DELETE"):
+        return dict(change.pk)
+    if select is None:
+        return dict(old)
+    return {name: value for name, value in old.items() if name in select or name in change.pk}
+
+
 def change_data(change: Change, columns: Sequence[Column], schema: str,
-                record: dict[str, Any] | None, select: tuple[str, ...] | None) -> dict[str, Any]:
+                record: dict[str, Any] | None, select: tuple[str, ...] | None,
+                rls: bool = False) -> dict[str, Any]:
     """The ``data`` of a ``postgres_changes`` push, as Supabase Realtime shapes it.
 
-    ``old_record`` carries the primary key only; a delete has no ``record``.
+    A delete has no ``record``; ``old_record`` is described by ``old_record``.
     """
     shown = [c for c in columns if select is None or c.name in select]
     data: dict[str, Any] = {
@@ -144,5 +159,5 @@ def change_data(change: Change, columns: Sequence[Column], schema: str,
         row = record or {}
         data["record"] = row if select is None else {k: v for k, v in row.items() if k in select}
     if change.op != "INSERT":
-        data["old_record"] = dict(change.pk)
+        data["old_record"] = old_record(change, rls, select)
     return data

@@ -29,6 +29,8 @@ class Change:
     op: str  # INSERT | UPDATE | DELETE
     pk: dict[str, Any]
     record: dict[str, Any] | None  # the new row as the data API returns it; None for deletes
+    # the whole row before an update or delete, for tables with REPLICA IDENTITY FULL; else None
+    old_record: dict[str, Any] | None = None
 
 
 def _timestamp(value: Any) -> str:
@@ -54,13 +56,13 @@ class ChangeReader:
         p = database.dialect.placeholder
         if isinstance(database, PostgresDatabase):
             # a transaction's changes are numbered by its commit row (ledgerbase.ledger.capture)
-            self._after = ("SELECT seq, time, table_name, op, pk::text, row_data::text "
+            self._after = ("SELECT seq, time, table_name, op, pk::text, row_data::text, old_data::text "
                            "FROM ledgerbase.ledger_changes_from($1::bigint + 1, $2)")
             self._head = "SELECT coalesce(max(last_seq), -1) FROM ledgerbase.ledger_commits"
             self._flush: str | None = "SELECT pg_current_xact_id()"
         else:
             # seq = id - 1
-            self._after = (f"SELECT id - 1, time, table_name, op, pk, row_data "
+            self._after = (f"SELECT id - 1, time, table_name, op, pk, row_data, old_data "
                            f"FROM _ledgerbase_ledger_changes WHERE id > {p(1)} + 1 ORDER BY id LIMIT {p(2)}")
             self._head = "SELECT coalesce(max(id), 0) - 1 FROM _ledgerbase_ledger_changes"
             self._flush = None
@@ -83,6 +85,6 @@ class ChangeReader:
             await self.database.fetch_all(self._flush, ())
         return [Change(seq=int(row[0]), commit_timestamp=_timestamp(row[1]), table=str(row[2]),
                        op=OPS.get(str(row[3]), str(row[3]).upper()), pk=_json(row[4]) or {},
-                       record=_json(row[5]))
+                       record=_json(row[5]), old_record=_json(row[6]))
                 for row in rows]
 

@@ -281,7 +281,7 @@ class RealtimeService:
     def _send_change(self, channel: Channel, table: Table, change: Change, visible: dict[str, Seen]) -> None:
         if change.seq <= channel.since:
             return
-        wanted = [b for b in channel.bindings if b.wants(change)]
+        wanted = [b for b in channel.bindings if b.wants(change, table.rls)]
         if not wanted:
             return
         record = change.record  # (the channel may see it: it is among the change's recipients)
@@ -294,7 +294,7 @@ class RealtimeService:
         for binding in wanted:
             by_select.setdefault(binding.select, []).append(binding)
         for select, bindings in by_select.items():
-            data = change_data(change, table.columns, table.schema or "public", record, select)
+            data = change_data(change, table.columns, table.schema or "public", record, select, table.rls)
             channel.push(Frame(topic=channel.topic, event="postgres_changes",
                                payload={"ids": sorted({b.id for b in bindings}), "data": data},
                                seq=change.seq))

@@ -70,9 +70,19 @@ CASES: list[tuple[str, list[str]]] = [
     ("ALTER TABLE t ADD COLUMN flag boolean NOT NULL DEFAULT false",
      ["ALTER TABLE t ADD COLUMN flag boolean NOT NULL DEFAULT 0"]),
     ("ALTER TABLE t RENAME COLUMN a TO b", ["ALTER TABLE t RENAME COLUMN a TO b"]),
+    ("ALTER TABLE t RENAME TO u",
+     ["ALTER TABLE t RENAME TO u", "UPDATE _ledgerbase_replica_identity SET table_name = ? WHERE table_name = ?"]),
     ("DROP TABLE IF EXISTS a, b CASCADE",
      ["DROP TABLE IF EXISTS a", "DELETE FROM _ledgerbase_policies WHERE table_name = ?",
-      "DROP TABLE IF EXISTS b", "DELETE FROM _ledgerbase_policies WHERE table_name = ?"]),
+      "DELETE FROM _ledgerbase_replica_identity WHERE table_name = ?",
+      "DROP TABLE IF EXISTS b", "DELETE FROM _ledgerbase_policies WHERE table_name = ?",
+      "DELETE FROM _ledgerbase_replica_identity WHERE table_name = ?"]),
+    # Supabase Realtime's old rows: recorded for the capture triggers (docs/realtime.md)
+    ("ALTER TABLE public.t REPLICA IDENTITY FULL",
+     ["INSERT OR IGNORE INTO _ledgerbase_replica_identity (table_name) VALUES (?)"]),
+    ("ALTER TABLE t REPLICA IDENTITY DEFAULT", ["DELETE FROM _ledgerbase_replica_identity WHERE table_name = ?"]),
+    ("ALTER TABLE ONLY t REPLICA IDENTITY USING INDEX t_pkey",
+     ["DELETE FROM _ledgerbase_replica_identity WHERE table_name = ?"]),
     # ignored on SQLite
     ("COMMENT ON TABLE t IS 'things'", []),
     ("GRANT SELECT ON t TO anon", []),
@@ -80,7 +90,6 @@ CASES: list[tuple[str, list[str]]] = [
     ("CREATE ROLE reporting NOLOGIN", []),
     ("CREATE EXTENSION IF NOT EXISTS pgcrypto", []),
     ("CREATE SCHEMA IF NOT EXISTS extra", []),
-    ("ALTER TABLE t REPLICA IDENTITY FULL", []),  # Supabase Realtime's old rows (docs/realtime.md)
     # comments and empty statements
     ("-- nothing here\n;\n/* nor here */", []),
 ]
