@@ -380,7 +380,10 @@ class _StatementTranslator:
                     if not isinstance(kind, exp.GeneratedAsIdentityColumnConstraint
                                       | exp.PrimaryKeyColumnConstraint | exp.NotNullColumnConstraint)]
             column.set("kind", _declared("integer"))
-            column.set("constraints", [exp.ColumnConstraint(kind=exp.PrimaryKeyColumnConstraint()), *kept])
+            # AUTOINCREMENT: a number is never given again once its row is deleted, as
+            # PostgreSQL's sequences never give one twice (a plain rowid reuses the highest)
+            column.set("constraints", [exp.ColumnConstraint(kind=exp.PrimaryKeyColumnConstraint()),
+                                       exp.ColumnConstraint(kind=exp.AutoIncrementColumnConstraint()), *kept])
         else:
             column.set("kind", _declared(declared))
         pg_type = PgType.parse(declared)
