@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import structlog
 
 from ledgerbase.events.message import event_json, event_subject
 from ledgerbase.realtime.changes import Change
 
 CONNECT_TIMEOUT = 2.0
 ACK_TIMEOUT = 5.0
+
+log = structlog.get_logger("ledgerbase.events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,13 @@ class RedisSink(Sink):
         except BaseException:
             await client.aclose()
             raise
-        self._published = int(marker) if marker is not None else -1
+        published = int(marker) if marker is not None else -1
+        if published < self._published:
+            # a Redis that restarted without its data (no persistence), or a key deleted: what
+            # the outbox has already trimmed cannot be sent again; what it still holds is
+            log.warning("redis_stream_lost", key=self.key, held=self._published, now_holds=published,
+                        hint="enable Redis persistence (appendonly yes) to keep the stream across restarts")
+        self._published = published
         return client
 
     async def publish(self, changes: Sequence[Change]) -> None:

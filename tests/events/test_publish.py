@@ -214,3 +214,32 @@ def test_one_server_publishes_and_another_takes_over(database_url: str, tmp_path
     assert [event["ledger_seq"] for event in events] == list(range(5))
     assert [event["record"]["name"] for event in events] == [f"one {n}" for n in range(5)]  # type: ignore[index]
     assert [message.event["ledger_seq"] for message in nats_messages(nats_url, names.stream)] == list(range(5))
+
+
+def test_a_redis_that_lost_the_stream_is_reported_and_refilled(redis_url: str, names: Names) -> None:
+    import redis as sync_redis
+    from structlog.testing import capture_logs
+
+    from ledgerbase.events.sinks import RedisSink
+    from ledgerbase.realtime.changes import Change
+
+    def change(seq: int) -> Change:
+        return Change(seq=seq, commit_timestamp="2025-01-01T00:00:00.000Z", table="items", op="INSERT",
+                      pk={"id": seq}, record={"id": seq})
+
+    async def scenario() -> list[dict[str, object]]:
+        sink = RedisSink(redis_url, key=names.redis_key)
+        try:
+            await sink.publish([change(0), change(1)])
+            with sync_redis.from_url(redis_url) as client:  # as a Redis restarted without its data
+                client.delete(names.redis_key, f"{names.redis_key}:seq")
+            await sink.close()  # (the restart broke the connection)
+            with capture_logs() as logs:
+                await sink.publish([change(1), change(2)])  # what the outbox still holds
+            return logs
+        finally:
+            await sink.close()
+
+    logs = asyncio.run(scenario())
+    assert [(entry["event"], entry["held"], entry["now_holds"]) for entry in logs] == [("redis_stream_lost", 1, -1)]
+    assert [event["ledger_seq"] for event in redis_events(redis_url, names.redis_key)] == [1, 2]
