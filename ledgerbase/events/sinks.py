@@ -174,8 +174,8 @@ class RedisSink(Sink):
             raise
         published = int(marker) if marker is not None else -1
         if published < self._published:
-            # a Redis that restarted without its data (no persistence), or a key deleted: what
-            # the outbox has already trimmed cannot be sent again; what it still holds is
+            # a Redis that restarted without its data (no persistence), or a key deleted: the
+            # history is gone from the broker; publishing goes on from the cursor
             log.warning("redis_stream_lost", key=self.key, held=self._published, now_holds=published,
                         hint="enable Redis persistence (appendonly yes) to keep the stream across restarts")
         self._published = published
