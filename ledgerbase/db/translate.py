@@ -765,7 +765,8 @@ class _StatementTranslator:
         table, _schema, _ = _qualified_name_at(tokens, words.index("ON") + 1)
         return [self.emit(_DELETE_POLICY, (table, _name_of(tokens[index])))]
 
-    def row_level_security(self) -> list[TranslatedStatement]:
+    def _altered_table(self) -> tuple[str, list[str]]:
+        """The table of ``ALTER TABLE [IF EXISTS] [ONLY] name ...`` and the words after it."""
         tokens = self.source.tokens
         words = _words(tokens, len(tokens))
         index = 2
@@ -774,7 +775,10 @@ class _StatementTranslator:
         table, schema, after = _qualified_name_at(tokens, index)
         if schema not in (None, "public"):
             raise self.refuse(f"ALTER TABLE {schema}.{table}")
-        action = words[after:]
+        return table, words[after:]
+
+    def row_level_security(self) -> list[TranslatedStatement]:
+        table, action = self._altered_table()
         if action[:1] == ["ENABLE"]:
             return [self.emit(_DELETE_RLS, (table,)),
                     self.emit(_INSERT_POLICY, (table, None, self.source.text, None))]
@@ -786,19 +790,10 @@ class _StatementTranslator:
         """``ALTER TABLE t REPLICA IDENTITY FULL``: the table's updates and deletes keep the
         whole old row, for Realtime's ``old_record`` and the events; DEFAULT, NOTHING and
         USING INDEX keep the primary key only."""
-        tokens = self.source.tokens
-        words = _words(tokens, len(tokens))
-        index = 2
-        while words[index] in ("IF", "EXISTS", "ONLY"):
-            index += 1
-        table, schema, after = _qualified_name_at(tokens, index)
-        if schema not in (None, "public"):
-            raise self.refuse(f"ALTER TABLE {schema}.{table}")
-        if words[after:after + 2] != ["REPLICA", "IDENTITY"]:
+        table, action = self._altered_table()
+        if action[:2] != ["REPLICA", "IDENTITY"]:
             raise self.refuse("ALTER TABLE with REPLICA IDENTITY and other actions")
-        if words[after + 2:] == ["FULL"]:
-            return [self.emit(_FULL_IDENTITY, (table,))]
-        return [self.emit(_DEFAULT_IDENTITY, (table,))]
+        return [self.emit(_FULL_IDENTITY if action[2:] == ["FULL"] else _DEFAULT_IDENTITY, (table,))]
 
     # --- functions ------------------------------------------------------------------------
 
