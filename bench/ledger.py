@@ -266,6 +266,34 @@ class ProofTiming:
     max_ms: float
     errors: int
     rps: float | None = None  # with wrk, when measured
+    # the server's own time (its /metrics histogram of the ledger route, over the timed
+    # requests): the share served within each bucket bound, and the bound holding 99%
+    server_within_ms: dict[str, float] | None = None
+    server_p99_bound_ms: float | None = None
+
+
+PROOF_ROUTE = 'method="GET",route="/ledger/v1/{path}"'
+
+
+def ledger_histogram(client: httpx.Client) -> dict[float, float]:
+    """The ledger route's cumulative request counts by bucket bound (ms; inf for +Inf)."""
+    counts: dict[float, float] = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("ledgerbase_http_request_duration_seconds_bucket{") and PROOF_ROUTE in line:
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            counts[float("inf") if bound == "+Inf" else float(bound) * 1000] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def server_share(before: dict[float, float], after: dict[float, float]) -> tuple[dict[str, float], float | None]:
+    """(share of the requests in between served within each bound, the smallest bound with 99%)."""
+    total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    if total <= 0:
+        return {}, None
+    shares = {f"{bound:g}": (after[bound] - before.get(bound, 0.0)) / total
+              for bound in sorted(after) if bound != float("inf")}
+    p99 = next((float(bound) for bound, share in shares.items() if share >= 0.99), None)
+    return shares, p99
 
 
 def proof_path(kind: str, chooser: random.Random, size: int) -> str:
@@ -308,7 +336,10 @@ def time_proofs(base_url: str, kind: str, database: str, size: int, requests: in
     latencies: list[float] = []
     errors = 0
     with httpx.Client(base_url=base_url, timeout=10.0) as client:
+        before: dict[float, float] = {}
         for number in range(requests + 20):
+            if number == 20:
+                before = ledger_histogram(client)
             path = proof_path(kind, chooser, size)
             began = time.perf_counter()
             response = client.get(path)
@@ -317,11 +348,13 @@ def time_proofs(base_url: str, kind: str, database: str, size: int, requests: in
                 errors += 1
             if number >= 20:
                 latencies.append(elapsed * 1000)
+        within, p99_bound = server_share(before, ledger_histogram(client))
     latencies.sort()
     return ProofTiming(proof=kind, database=database, size=size, requests=len(latencies),
                        p50_ms=latencies[len(latencies) // 2],
                        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-                       max_ms=latencies[-1], errors=errors)
+                       max_ms=latencies[-1], errors=errors, server_within_ms=within,
+                       server_p99_bound_ms=p99_bound)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -654,7 +654,8 @@ class Run:
                 timing = replace(timing, rps=m.rps, errors=timing.errors + m.errors)
                 self.report.ledger.setdefault("proofs", []).append(
                     asdict(timing) | {"wrk_p99_ms": m.p99_ms})
-                print(f"  {kind:<12} p50 {timing.p50_ms:.2f} ms  p99 {timing.p99_ms:.2f} ms  "
+                print(f"  {kind:<12} server p99 ≤ {timing.server_p99_bound_ms} ms  "
+                      f"client p50 {timing.p50_ms:.2f} ms  p99 {timing.p99_ms:.2f} ms  "
                       f"wrk -c16 {m.rps:,.0f} req/s (p99 {m.p99_ms:.1f} ms)", flush=True)
             self.time_verify(label, running.base_url, size)
         except (RuntimeError, subprocess.TimeoutExpired, httpx.HTTPError) as error:
