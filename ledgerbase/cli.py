@@ -67,17 +67,17 @@ def serve(
                      f"-H 'apikey: {keys['anon']}'")
     sys.stderr.write("\n".join(lines) + "\n")
     configure_logging(settings.log_level)
-    from ledgerbase.realtime.transport import PROTOCOL
+    from ledgerbase.realtime.transport import SERVER_OPTIONS
 
     if workers > 1:
         uvicorn.run("ledgerbase.app:app_from_env", factory=True, host=host, port=port,
                     workers=workers, log_config=None, access_log=False, lifespan="on",
-                    proxy_headers=settings.proxy_headers, ws=PROTOCOL)
+                    proxy_headers=settings.proxy_headers, **SERVER_OPTIONS)
     else:
         from ledgerbase.app import app_from_env
 
         uvicorn.run(app_from_env(), host=host, port=port, log_config=None, access_log=False,
-                    lifespan="on", proxy_headers=settings.proxy_headers, ws=PROTOCOL)
+                    lifespan="on", proxy_headers=settings.proxy_headers, **SERVER_OPTIONS)
 
 
 @app.command()

@@ -111,10 +111,10 @@ def dialect(request: pytest.FixtureRequest, postgres_ok: bool) -> str:
 
 class _ServerThread:
     def __init__(self, app: object, port: int) -> None:
-        from ledgerbase.realtime.transport import PROTOCOL
+        from ledgerbase.realtime.transport import SERVER_OPTIONS
 
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="on", access_log=False, ws=PROTOCOL)  # as ledgerbase serve
+                                lifespan="on", access_log=False, **SERVER_OPTIONS)  # as ledgerbase serve
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

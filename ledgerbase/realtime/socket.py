@@ -184,8 +184,8 @@ class Connection:
         """``phx_join``: check the token, register bindings, reply with their ids."""
         payload = frame.payload
         token = payload.get("access_token") or payload.get("user_token") or self.token
-        if not isinstance(token, str) or token.startswith("sb_"):
-            token = self.token
+        if not isinstance(token, str) or token.startswith("sb_") or token == self.token:
+            token = self.token  # (the socket's own string: clients join with the token they connected with)
         try:
             claims = self._verify(token)
         except LedgerbaseError as error:
