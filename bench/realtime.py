@@ -486,7 +486,7 @@ def report(run: Run, meta: dict[str, str]) -> str:
             run.notes.append(f"{point.database}: {point.memory_kb_per_subscriber:.1f} KiB of server memory per idle "
                              f"subscriber at {point.subscribers:,}, {point.memory_kb_per_subscriber * 1024:,.0f} bytes "
                              f"(target < {TARGET_MEMORY_BYTES:,} bytes: {verdict}).")
-    lines += ["The target column judges latency and delivery; memory is judged at 10,000 subscribers below.", ""]
+    lines += ["", "The target column judges latency and delivery; memory is judged at 10,000 subscribers below.", ""]
     lines += [f"- {note}" for note in run.notes] + [""]
     return "\n".join(lines)
 
