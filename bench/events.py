@@ -275,7 +275,7 @@ class Head:
             row = self._sqlite.execute("SELECT coalesce(max(id), 0) - 1 FROM _ledgerbase_ledger_changes").fetchone()
             return int(row[0])
         return int(await self._postgres.fetchval(
-            "SELECT coalesce(max(last_seq), -1) FROM ledgerbase.ledger_commits"))
+            "SELECT coalesce(max(seq), -1) FROM ledgerbase.ledger_changes"))
 
 
 async def caught_up(brokers: Brokers, head: Head, timeout: float) -> tuple[int, float | None, float | None]:

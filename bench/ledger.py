@@ -49,24 +49,17 @@ SELECT i + 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'posts', 'insert', json_obj
        randomblob(16), 'service_role'
 FROM n
 """
-# The same on PostgreSQL, numbered as the commit trigger would number them: each change
-# its own transaction (a commit row), under a made-up transaction id far above any real one
-# (the triggers themselves are skipped with session_replication_role = replica: one
-# statement, one commit).
+# The same on PostgreSQL, numbered as the capture trigger numbers them (each change its own
+# transaction, under a made-up transaction id far above any real one).
 _POSTGRES_FILL = """
-WITH n AS (SELECT i, (4611686018427387904 + i)::text::xid8 AS txid
-           FROM generate_series($1::bigint, $1::bigint + $2::bigint - 1) AS i),
-changes AS (
-  INSERT INTO ledgerbase.ledger_changes (txid, pos, table_name, op, pk, row_data, salt, actor)
-  SELECT txid, 0, 'posts', 'insert', jsonb_build_object('id', i + 1),
-         jsonb_build_object('id', i + 1, 'author_id', 1 + i % 1000, 'title', 'post ' || i,
-                            'score', i % 1000, 'published', i % 2 = 1,
-                            'created_at', '2026-01-01T00:00:00+00:00',
-                            'user_id', '00000000-0000-4000-8000-' || lpad((i % 1000)::text, 12, '0')),
-         decode(md5(random()::text), 'hex'), 'service_role'
-  FROM n)
-INSERT INTO ledgerbase.ledger_commits (last_seq, first_seq, txid, first_pos, time)
-SELECT i, i, txid, 0, clock_timestamp() FROM n
+INSERT INTO ledgerbase.ledger_changes (seq, time, txid, table_name, op, pk, row_data, salt, actor)
+SELECT i, clock_timestamp(), (4611686018427387904 + i)::text::xid8, 'posts', 'insert', jsonb_build_object('id', i + 1),
+       jsonb_build_object('id', i + 1, 'author_id', 1 + i % 1000, 'title', 'post ' || i,
+                          'score', i % 1000, 'published', i % 2 = 1,
+                          'created_at', '2026-01-01T00:00:00+00:00',
+                          'user_id', '00000000-0000-4000-8000-' || lpad((i % 1000)::text, 12, '0')),
+       decode(md5(random()::text), 'hex'), 'service_role'
+FROM generate_series($1::bigint, $1::bigint + $2::bigint - 1) AS i
 """
 
 
@@ -101,9 +94,7 @@ async def fill(url: str, start: int, count: int) -> None:
         connection = await asyncpg.connect(url)
         try:
             for first in range(start, start + count, chunk):
-                async with connection.transaction():
-                    await connection.execute("SET LOCAL session_replication_role = replica")
-                    await connection.execute(_POSTGRES_FILL, first, min(chunk, start + count - first))
+                await connection.execute(_POSTGRES_FILL, first, min(chunk, start + count - first))
         finally:
             await connection.close()
         return
@@ -162,10 +153,10 @@ _SQLITE_COUNTS = ("SELECT (SELECT coalesce(max(id), 0) FROM _ledgerbase_ledger_c
                   "coalesce((SELECT size FROM _ledgerbase_ledger_state WHERE id = 1), 0)")
 _SQLITE_AGE = ("SELECT (julianday('now') - julianday(time)) * 86400 "
                "FROM _ledgerbase_ledger_changes WHERE id = ? + 1")
-_POSTGRES_COUNTS = ("SELECT (SELECT coalesce(max(last_seq) + 1, 0) FROM ledgerbase.ledger_commits), "
+_POSTGRES_COUNTS = ("SELECT (SELECT coalesce(max(seq) + 1, 0) FROM ledgerbase.ledger_changes), "
                     "coalesce((SELECT size FROM ledgerbase.ledger_state WHERE id = 1), 0)")
 _POSTGRES_AGE = ("SELECT extract(epoch FROM clock_timestamp() - time)::float8 "
-                 "FROM ledgerbase.ledger_commits WHERE last_seq >= $1 ORDER BY last_seq LIMIT 1")
+                 "FROM ledgerbase.ledger_changes WHERE seq >= $1 ORDER BY seq LIMIT 1")
 
 
 class LagSampler:

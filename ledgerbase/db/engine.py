@@ -370,6 +370,13 @@ _SET_CONTEXT = ("SELECT set_config('role', $1, false), set_config('request.jwt.c
 _SERVER_CONTEXT = ("none", "")
 
 
+# A transaction that waits for the WAL to be flushed up to its commit, so up to every commit
+# before it: PostgreSQL waits only for a transaction that has an id and wrote WAL, and a
+# transactional logical message gives it both (``SELECT pg_current_xact_id()`` alone
+# commits without waiting). Decoding plugins see an empty message with this prefix.
+WAL_FLUSH = "SELECT pg_logical_emit_message(true, 'ledgerbase.flush', '')"
+
+
 class _Connection(asyncpg.Connection):  # type: ignore[misc]
     """A pooled connection that remembers the role and claims it was last set to."""
 
@@ -414,12 +421,12 @@ class PostgresDatabase(Database):
         self._capture = "on" if capture else "off"
         # With capture on, the ledger numbers a writing transaction's changes at COMMIT under
         # a lock that is held until the transaction ends. Such a transaction commits
-        # without waiting for its WAL flush (the numbering trigger turns synchronous_commit
+        # without waiting for its WAL flush (the capture trigger turns synchronous_commit
         # off when ledgerbase.flush_after_commit is on), and the same round trip then commits
         # a transaction that does wait: its commit record comes later in the WAL, so when it
         # returns the write is on disk before it is acknowledged. Holding the lock through
         # every flush serialized all writes (0.5x the writes per second of the ledger off).
-        self._commit = "COMMIT; SELECT pg_current_xact_id()" if capture else "COMMIT"
+        self._commit = f"COMMIT; {WAL_FLUSH}" if capture else "COMMIT"
         self._pool_size = pool_size
         self._statement_timeout_ms = statement_timeout_ms
         self._pool: asyncpg.Pool | None = None

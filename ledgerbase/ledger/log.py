@@ -122,16 +122,12 @@ class Queries:
                               "ON i.key = l.key)"))
         self.bundle = f"SELECT data FROM {schema}bundles WHERE idx = {p(1)}"
         if postgres:
-            # changes are numbered by their transaction's commit row (ledgerbase.ledger.capture)
+            # changes are written numbered at COMMIT (ledgerbase.ledger.capture)
             self.changes = ("SELECT seq, time, table_name, op, pk::text, row_data::text, salt, actor "
                             "FROM ledgerbase.ledger_changes_from($1, $2)")
-            self.pending = "SELECT coalesce(max(last_seq) + 1, 0) FROM ledgerbase.ledger_commits"
-            # whole transactions whose last change is in [$1, $2)
-            self.forget_rows = ("UPDATE ledgerbase.ledger_changes AS ch SET row_data = NULL, old_data = NULL "
-                                "FROM ledgerbase.ledger_commits AS c WHERE c.last_seq >= $1 AND c.last_seq < $2 "
-                                "AND ch.txid = c.txid AND ch.pos BETWEEN c.first_pos "
-                                "AND c.first_pos + (c.last_seq - c.first_seq) "
-                                "AND (ch.row_data IS NOT NULL OR ch.old_data IS NOT NULL)")
+            self.pending = "SELECT coalesce(max(seq) + 1, 0) FROM ledgerbase.ledger_changes"
+            self.forget_rows = ("UPDATE ledgerbase.ledger_changes SET row_data = NULL, old_data = NULL "
+                                "WHERE seq >= $1 AND seq < $2 AND (row_data IS NOT NULL OR old_data IS NOT NULL)")
             self.history = ("SELECT seq, salt FROM ledgerbase.ledger_log WHERE table_name = $1 "
                             "AND pk = $2::jsonb AND seq < $3 ORDER BY seq")
         else:

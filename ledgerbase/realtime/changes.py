@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ledgerbase.db.engine import Database, PostgresDatabase
+from ledgerbase.db.engine import WAL_FLUSH, Database, PostgresDatabase
 
 OPS = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
 
@@ -55,11 +55,11 @@ class ChangeReader:
         self.database = database
         p = database.dialect.placeholder
         if isinstance(database, PostgresDatabase):
-            # a transaction's changes are numbered by its commit row (ledgerbase.ledger.capture)
+            # changes are written numbered at COMMIT (ledgerbase.ledger.capture)
             self._after = ("SELECT seq, time, table_name, op, pk::text, row_data::text, old_data::text "
                            "FROM ledgerbase.ledger_changes_from($1::bigint + 1, $2)")
-            self._head = "SELECT coalesce(max(last_seq), -1) FROM ledgerbase.ledger_commits"
-            self._flush: str | None = "SELECT pg_current_xact_id()"
+            self._head = "SELECT coalesce(max(seq), -1) FROM ledgerbase.ledger_changes"
+            self._flush: str | None = WAL_FLUSH
         else:
             # seq = id - 1
             self._after = (f"SELECT id - 1, time, table_name, op, pk, row_data, old_data "

@@ -1,0 +1,154 @@
+"""PostgreSQL: databases made by earlier versions are converted on start (their numbered changes
+kept, their capture triggers moved to COMMIT), and a write is on disk when it is answered."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ledgerbase.db.engine import PostgresDatabase, Transaction
+from ledgerbase.db.migrate import migrate
+from tests.conftest import create_scratch_database, drop_scratch_database
+
+# What an earlier version left: a table captured by a plain AFTER trigger, and its changes.
+_TABLE = """
+CREATE SCHEMA IF NOT EXISTS ledgerbase;
+CREATE FUNCTION ledgerbase.capture() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TABLE notes (id bigint PRIMARY KEY, body text);
+CREATE TRIGGER ledgerbase_capture AFTER INSERT OR UPDATE OR DELETE ON notes
+  FOR EACH ROW EXECUTE FUNCTION ledgerbase.capture('id');
+INSERT INTO notes VALUES (1, 'a'), (2, 'b');
+"""
+# Changes written with their transaction and position, numbered by commit rows: transaction 5
+# numbered 0, transaction 7 numbered 1 and 2, transaction 9 not numbered (it never committed).
+_COMMIT_ROWS = _TABLE + """
+CREATE TABLE ledgerbase.ledger_changes (
+  txid xid8 NOT NULL, pos int NOT NULL, table_name text NOT NULL, op text NOT NULL, pk jsonb NOT NULL,
+  row_data jsonb, salt bytea, actor text NOT NULL, PRIMARY KEY (txid, pos));
+CREATE TABLE ledgerbase.ledger_commits (
+  last_seq bigint PRIMARY KEY, first_seq bigint NOT NULL, txid xid8 NOT NULL, first_pos int NOT NULL,
+  time timestamptz NOT NULL);
+CREATE FUNCTION ledgerbase.sequence_changes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER sequence_changes AFTER INSERT ON ledgerbase.ledger_changes
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledgerbase.sequence_changes();
+CREATE VIEW ledgerbase.ledger_log AS SELECT c.first_seq + (ch.pos - c.first_pos) AS seq, c.time, ch.txid
+  FROM ledgerbase.ledger_commits AS c JOIN ledgerbase.ledger_changes AS ch ON ch.txid = c.txid;
+INSERT INTO ledgerbase.ledger_changes VALUES
+  ('5', 0, 'notes', 'insert', '{"id": 1}', '{"id": 1, "body": "a"}', '\\x01', 'ledgerbase'),
+  ('7', 0, 'notes', 'insert', '{"id": 2}', '{"id": 2, "body": "b"}', '\\x02', 'user-1'),
+  ('7', 1, 'notes', 'update', '{"id": 1}', '{"id": 1, "body": "a"}', '\\x03', 'user-1'),
+  ('9', 0, 'notes', 'delete', '{"id": 2}', NULL, '\\x04', 'user-2');
+INSERT INTO ledgerbase.ledger_commits VALUES
+  (0, 0, '5', 0, '2026-01-01T00:00:00Z'), (2, 1, '7', 0, '2026-01-01T00:00:01Z');
+"""
+# Changes numbered in place: a sequence number (NULL until numbered) beside an id.
+_NUMBERED_IN_PLACE = _TABLE + """
+CREATE TABLE ledgerbase.ledger_changes (
+  id bigserial PRIMARY KEY, txid xid8 NOT NULL DEFAULT pg_current_xact_id(), seq bigint UNIQUE,
+  time timestamptz, table_name text NOT NULL, op text NOT NULL, pk jsonb NOT NULL, row_data jsonb,
+  salt bytea, actor text NOT NULL);
+INSERT INTO ledgerbase.ledger_changes (txid, seq, time, table_name, op, pk, row_data, salt, actor) VALUES
+  ('5', 0, '2026-01-01T00:00:00Z', 'notes', 'insert', '{"id": 1}', '{"id": 1, "body": "a"}', '\\x01', 'ledgerbase'),
+  ('7', 1, '2026-01-01T00:00:01Z', 'notes', 'insert', '{"id": 2}', '{"id": 2, "body": "b"}', '\\x02', 'user-1'),
+  ('7', 2, '2026-01-01T00:00:01Z', 'notes', 'update', '{"id": 1}', '{"id": 1, "body": "a"}', '\\x03', 'user-1'),
+  ('9', NULL, NULL, 'notes', 'delete', '{"id": 2}', NULL, '\\x04', 'user-2');
+"""
+# The same, made after full old rows were kept: the update of transaction 7 kept its old row.
+_COMMIT_ROWS_OLD_DATA = _COMMIT_ROWS.replace("actor text NOT NULL,", "actor text NOT NULL, old_data jsonb,") + """
+UPDATE ledgerbase.ledger_changes SET old_data = '{"id": 1, "body": "z"}' WHERE txid = '7' AND pos = 1;
+"""
+_KEPT = [(0, "5", "insert", '{"id": 1}', "\\x01", "ledgerbase"),
+         (1, "7", "insert", '{"id": 2}', "\\x02", "user-1"),
+         (2, "7", "update", '{"id": 1}', "\\x03", "user-1")]
+
+
+@pytest.fixture
+def database_url(postgres_ok: bool) -> Iterator[str]:
+    if not postgres_ok:
+        pytest.skip("PostgreSQL not reachable: set LEDGERBASE_TEST_POSTGRES_URL")
+    url = create_scratch_database("lb_layout")
+    try:
+        yield url
+    finally:
+        drop_scratch_database(url)
+
+
+async def _fetch(url: str, sql: str) -> list[tuple[Any, ...]]:
+    connection = await asyncpg.connect(url)
+    try:
+        return [tuple(row) for row in await connection.fetch(sql)]
+    finally:
+        await connection.close()
+
+
+async def _insert_note(url: str, note_id: int) -> None:
+    database = PostgresDatabase(url, pool_size=1)
+    try:
+        async def work(tx: Transaction) -> None:
+            await tx.fetch_all("INSERT INTO notes (id, body) VALUES ($1, 'c')", (note_id,))
+
+        await database.write(work)
+    finally:
+        await database.close()
+
+
+@pytest.mark.parametrize("earlier", [_COMMIT_ROWS, _COMMIT_ROWS_OLD_DATA, _NUMBERED_IN_PLACE],
+                         ids=["commit rows", "commit rows with old rows", "numbered in place"])
+def test_an_earlier_layout_is_converted_keeping_its_numbered_changes(database_url: str, earlier: str) -> None:
+    async def run() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(earlier)
+        finally:
+            await connection.close()
+        await migrate(database_url, None)
+        log = await _fetch(database_url, "SELECT seq, txid::text, op, pk::text, salt::text, actor "
+                                         "FROM ledgerbase.ledger_log ORDER BY seq")
+        assert log == _KEPT  # the change that was never numbered is gone
+        old_rows = await _fetch(database_url, "SELECT seq, old_data::text FROM ledgerbase.ledger_log "
+                                              "WHERE old_data IS NOT NULL")
+        assert old_rows == ([(2, '{"id": 1, "body": "z"}')] if "old_data" in earlier else [])
+        assert await _fetch(database_url, "SELECT to_regclass('ledgerbase.ledger_commits'), "
+                                          "to_regprocedure('ledgerbase.sequence_changes()')") == [(None, None)]
+        # the table's trigger now runs at COMMIT, and numbering goes on after the kept changes
+        assert await _fetch(database_url, "SELECT tgconstraint <> 0, tgdeferrable, tginitdeferred FROM pg_trigger "
+                                          "WHERE tgname = 'ledgerbase_capture' AND tgrelid = 'notes'::regclass"
+                            ) == [(True, True, True)]
+        await _insert_note(database_url, 3)
+        assert await _fetch(database_url, "SELECT seq, op, pk::text, row_data::text FROM ledgerbase.ledger_log "
+                                          "WHERE seq > 2") == [(3, "insert", '{"id": 3}', '{"id": 3, "body": "c"}')]
+        await migrate(database_url, None)  # a second start changes nothing
+        assert len(await _fetch(database_url, "SELECT 1 FROM ledgerbase.ledger_log")) == 4
+
+    asyncio.run(run())
+
+
+def test_a_write_is_on_disk_when_it_is_answered(database_url: str) -> None:
+    """The numbered transaction commits without waiting for its flush; the flush that follows
+    in the same round trip must cover it (a transaction that only takes an id does not wait)."""
+    async def run() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(_TABLE)
+        finally:
+            await connection.close()
+        await migrate(database_url, None)
+        database = PostgresDatabase(database_url, pool_size=1)
+        try:
+            for note_id in range(10, 30):
+                async def work(tx: Transaction, note_id: int = note_id) -> Any:
+                    await tx.fetch_all("INSERT INTO notes (id, body) VALUES ($1, 'd')", (note_id,))
+                    # the commit record comes after everything written so far
+                    return (await tx.fetch_all("SELECT pg_current_wal_insert_lsn()::text", ()))[0][0]
+
+                written = await database.write(work)
+                flushed = await database.fetch_one("SELECT pg_current_wal_flush_lsn() > $1::text::pg_lsn", (written,))
+                assert flushed == (True,)
+        finally:
+            await database.close()
+
+    asyncio.run(run())
