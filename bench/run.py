@@ -108,6 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "it (default: $LEDGERBASE_TEST_POSTGRES_URL, else "
                              f"{DEFAULT_POSTGRES_URL})")
     parser.add_argument("--workers", default="1,2", help="PostgreSQL --workers values")
+    parser.add_argument("--no-sqlite", action="store_true",
+                        help="skip the SQLite servers and log (e.g. a PostgreSQL-only ledger run)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-postgrest", action="store_true")
     parser.add_argument("--keep-postgres", action="store_true",
@@ -595,7 +597,7 @@ class Run:
         if not set(LEDGER_WORKLOADS) & set(args.workloads) or not args.ledger_entries \
                 or self.missing:
             return
-        urls = [("SQLite", f"sqlite:///{self.data_dir / 'ledger-large.db'}")]
+        urls = [] if args.no_sqlite else [("SQLite", f"sqlite:///{self.data_dir / 'ledger-large.db'}")]
         if not args.no_postgres and self.report.machine.get("PostgreSQL"):
             name = f"{self.pg_databases[0]}_ledger"
             asyncio.run(machine.pg_execute(self.pg_maintenance, f'create database "{name}"'))
@@ -811,7 +813,7 @@ def main(argv: list[str] | None = None) -> None:
     if run.missing:
         print(f"ledgerbase: {run.missing}", flush=True)
     try:
-        servers = run.sqlite_servers()
+        servers = [] if args.no_sqlite else run.sqlite_servers()
         servers += run.postgres_servers()
         run.background_load()
         run.session(servers)

@@ -294,6 +294,7 @@ async def _apply_postgres(connection: asyncpg.Connection, migration: MigrationFi
     try:
         async with connection.transaction():
             await connection.execute(f"SET LOCAL {capture.CAPTURE_SETTING} = 'on'")
+            await connection.execute(capture.POSTGRES_CAPTURE_AT_STATEMENT_END)
             await connection.execute(migration.text)
             await _capture_postgres(connection)
             await connection.execute(

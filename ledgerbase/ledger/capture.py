@@ -6,7 +6,7 @@ together, whatever wrote it through Ledgerbase: the data API, an RPC function, A
 Writes made by other connections (plain SQL behind Ledgerbase's back) are not
 captured: ``ledgerbase ledger verify --database`` reports them as drift.
 
-- PostgreSQL: one ``SECURITY DEFINER`` trigger function, a deferred constraint trigger on
+- PostgreSQL: a ``SECURITY DEFINER`` trigger function, a deferred constraint trigger on
   each table (queued only in sessions that set ``ledgerbase.capture``, as Ledgerbase's pool
   does), writes each change once at COMMIT with its sequence number, under a lock held to
   the end of the transaction, so numbers are gapless and in commit order across any number
@@ -65,6 +65,63 @@ _CHANGES_COLUMNS = """
   actor text NOT NULL,
   old_data jsonb  -- the row before an update or delete, for tables with REPLICA IDENTITY FULL (off the ledger)
 """
+
+def _capture_function(name: str, *, old_rows: bool) -> str:
+    """The trigger function ``ledgerbase.<name>()``; with ``old_rows`` (for the tables with
+    REPLICA IDENTITY FULL) an update or delete also keeps the whole row before it."""
+    keep_old_row = """
+  IF TG_OP <> 'INSERT' THEN
+    old_row := to_jsonb(OLD);
+  END IF;""" if old_rows else ""
+    return f"""CREATE OR REPLACE FUNCTION ledgerbase.{name}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  new_row jsonb;
+  key_row jsonb;
+  old_row jsonb;
+  pk jsonb;
+  claims jsonb;
+  actor text;
+  salt bytea;
+  name text;
+  setting text;
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    key_row := to_jsonb(OLD);
+  ELSE
+    new_row := to_jsonb(NEW);
+    key_row := new_row;
+  END IF;{keep_old_row}
+  IF TG_NARGS = 1 THEN
+    pk := jsonb_build_object(TG_ARGV[0], key_row -> TG_ARGV[0]);
+  ELSIF TG_NARGS = 0 THEN
+    pk := key_row;  -- no primary key: the whole row identifies it
+  ELSE
+    pk := (SELECT jsonb_object_agg(k, key_row -> k) FROM unnest(TG_ARGV) AS k);
+  END IF;
+  claims := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
+  actor := coalesce(claims ->> 'sub', claims ->> 'role', 'ledgerbase');
+  -- a random salt without pgcrypto: a version-4 UUID, 122 random bits
+  salt := uuid_send(gen_random_uuid());
+  IF TG_TABLE_SCHEMA = 'public' THEN
+    name := TG_TABLE_NAME;
+  ELSE
+    name := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+  END IF;
+  IF current_setting('{FLUSH_SETTING}', true) = 'on' AND current_setting('synchronous_commit') <> 'off' THEN
+    -- the client flushes after COMMIT: do not hold the lock through the flush
+    setting := set_config('synchronous_commit', 'off', true);
+  END IF;
+  IF NOT pg_try_advisory_xact_lock({_NUMBERING_LOCK}) THEN
+    PERFORM pg_advisory_xact_lock({_NUMBERING_LOCK});
+  END IF;
+  INSERT INTO ledgerbase.ledger_changes (seq, time, txid, table_name, op, pk, row_data, salt, actor, old_data)
+  VALUES ({_NEXT_SEQ}, clock_timestamp(), pg_current_xact_id(), name, lower(TG_OP), pk, new_row, salt, actor,
+          old_row);
+  RETURN NULL;
+END
+$$"""
+
 
 POSTGRES_SETUP = (
     *POSTGRES_TABLES,
@@ -128,7 +185,7 @@ $$""",
     # Every change with its number, for reads by table or key.
     """CREATE OR REPLACE VIEW ledgerbase.ledger_log AS
   SELECT seq, time, txid, table_name, op, pk, row_data, salt, actor, old_data FROM ledgerbase.ledger_changes""",
-    # One trigger function for every table (TG_ARGV holds the primary key's columns), run at
+    # Two trigger functions for every table (TG_ARGV holds the primary key's columns), run at
     # COMMIT once per change, in the order the rows were written: the row as it was written is
     # made into JSON first, then the numbering lock is taken (the first change of a transaction
     # waits there for the transactions committing before it) and the change is written with the
@@ -139,62 +196,28 @@ $$""",
     # to hundreds of pages of dead versions that every writer and reader walked. Changes written
     # when the row was, with a commit row numbering them at COMMIT, cost a second row and a
     # second trigger call per transaction: 30% more of the database's time per write.)
-    # Every value is computed by an expression PL/pgSQL evaluates without the executor; the one
-    # statement is the INSERT.
-    f"""CREATE OR REPLACE FUNCTION ledgerbase.capture() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  new_row jsonb;
-  key_row jsonb;
-  old_row jsonb;
-  pk jsonb;
-  claims jsonb;
-  actor text;
-  salt bytea;
-  name text;
-  setting text;
-BEGIN
-  IF TG_OP = 'DELETE' THEN
-    key_row := to_jsonb(OLD);
-  ELSE
-    new_row := to_jsonb(NEW);
-    key_row := new_row;
-  END IF;
-  IF TG_OP <> 'INSERT' AND (SELECT relreplident FROM pg_class WHERE oid = TG_RELID) = 'f' THEN
-    old_row := to_jsonb(OLD);  -- REPLICA IDENTITY FULL: the whole row before the change
-  END IF;
-  IF TG_NARGS = 1 THEN
-    pk := jsonb_build_object(TG_ARGV[0], key_row -> TG_ARGV[0]);
-  ELSIF TG_NARGS = 0 THEN
-    pk := key_row;  -- no primary key: the whole row identifies it
-  ELSE
-    pk := (SELECT jsonb_object_agg(k, key_row -> k) FROM unnest(TG_ARGV) AS k);
-  END IF;
-  claims := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
-  actor := coalesce(claims ->> 'sub', claims ->> 'role', 'ledgerbase');
-  -- a random salt without pgcrypto: a version-4 UUID, 122 random bits
-  salt := uuid_send(gen_random_uuid());
-  IF TG_TABLE_SCHEMA = 'public' THEN
-    name := TG_TABLE_NAME;
-  ELSE
-    name := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
-  END IF;
-  IF current_setting('{FLUSH_SETTING}', true) = 'on' AND current_setting('synchronous_commit') <> 'off' THEN
-    -- the client flushes after COMMIT: do not hold the lock through the flush
-    setting := set_config('synchronous_commit', 'off', true);
-  END IF;
-  IF NOT pg_try_advisory_xact_lock({_NUMBERING_LOCK}) THEN
-    PERFORM pg_advisory_xact_lock({_NUMBERING_LOCK});
-  END IF;
-  INSERT INTO ledgerbase.ledger_changes (seq, time, txid, table_name, op, pk, row_data, salt, actor, old_data)
-  VALUES ({_NEXT_SEQ}, clock_timestamp(), pg_current_xact_id(), name, lower(TG_OP), pk, new_row, salt, actor,
-          old_row);
-  RETURN NULL;
-END
-$$""",
+    # Every value but the number is computed by an expression PL/pgSQL evaluates without the
+    # executor; the one statement is the INSERT. Whether a table keeps old rows is decided when
+    # its trigger is made (``adopt_postgres``), not looked up for every change.
+    _capture_function("capture", old_rows=False),
+    _capture_function("capture_full", old_rows=True),
     # the commit rows' numbering, replaced by the above (a database converted above has none)
     "DROP FUNCTION IF EXISTS ledgerbase.sequence_changes()",
 )
+
+# For ``ledgerbase migrate``: capture each statement's changes when it ends, not at COMMIT. A
+# migration may alter a table after writing to it, which PostgreSQL refuses while the table
+# has trigger events pending (the numbering lock is then held until the migration commits).
+POSTGRES_CAPTURE_AT_STATEMENT_END = """DO $lb$
+DECLARE
+  names text;
+BEGIN
+  SELECT string_agg(DISTINCT quote_ident(n.nspname) || '.ledgerbase_capture', ', ') INTO names
+    FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.conname = 'ledgerbase_capture';
+  IF names IS NOT NULL THEN
+    EXECUTE 'SET CONSTRAINTS ' || names || ' IMMEDIATE';
+  END IF;
+END $lb$"""
 
 # Which tables to capture and their keys (base tables of public, and auth.users).
 POSTGRES_CAPTURED_TABLES = """
@@ -209,13 +232,15 @@ ORDER BY 1, 2
 """
 
 
-def postgres_trigger(schema: str, table: str, key: Sequence[str]) -> str:
+def postgres_trigger(schema: str, table: str, key: Sequence[str], *, old_rows: bool = False) -> str:
     """The capture trigger of one table (names come from the catalog, quoted): run at COMMIT,
-    queued only for the writes of sessions that set ``ledgerbase.capture``."""
+    queued only for the writes of sessions that set ``ledgerbase.capture``; ``old_rows`` for a
+    table with REPLICA IDENTITY FULL."""
     args = ", ".join("'" + column.replace("'", "''") + "'" for column in key)
+    function = "capture_full" if old_rows else "capture"
     return (f"CREATE CONSTRAINT TRIGGER ledgerbase_capture AFTER INSERT OR UPDATE OR DELETE ON "
             f"{quote_ident(schema)}.{quote_ident(table)} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
-            f"WHEN (current_setting('{CAPTURE_SETTING}', true) = 'on') EXECUTE FUNCTION ledgerbase.capture({args})")
+            f"WHEN (current_setting('{CAPTURE_SETTING}', true) = 'on') EXECUTE FUNCTION ledgerbase.{function}({args})")
 
 
 # --- SQLite --------------------------------------------------------------------------------
@@ -303,17 +328,18 @@ def auth_users_table(columns: Sequence[Column]) -> Table:
 # "insert" changes (seed rows of a migration, rows that existed before Ledgerbase), so
 # the ledger covers every live row and `ledger verify --database` starts clean.
 
-# the captured tables that have no capture trigger yet
-_POSTGRES_UNCAPTURED = POSTGRES_CAPTURED_TABLES.replace(
-    "\nORDER BY", "\n  AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid "
-    "AND t.tgname = 'ledgerbase_capture')\nORDER BY")
-# the captured tables whose capture trigger runs when the row is written (earlier versions)
-_POSTGRES_CAPTURED_AT_WRITE = POSTGRES_CAPTURED_TABLES.replace(
-    "\nORDER BY", "\n  AND EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid "
-    "AND t.tgname = 'ledgerbase_capture' AND t.tgconstraint = 0)\nORDER BY")
+# The captured tables, whether they keep old rows (REPLICA IDENTITY FULL), and whether their
+# capture trigger is as that asks (NULL: none yet). Earlier versions ran the trigger when the
+# row was written, and looked the replica identity up in the catalog for every update.
+_POSTGRES_CAPTURE_STATE = POSTGRES_CAPTURED_TABLES.replace(
+    "ARRAY[]::name[])\nFROM", "ARRAY[]::name[]),\n"
+    "       c.relreplident = 'f',\n"
+    "       (SELECT t.tgconstraint <> 0 AND t.tgfoid = to_regproc(CASE WHEN c.relreplident = 'f' "
+    "THEN 'ledgerbase.capture_full' ELSE 'ledgerbase.capture' END)\n"
+    "        FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'ledgerbase_capture')\nFROM")
 
 
-def postgres_adoption(schema: str, table: str, key: Sequence[str]) -> tuple[str, str]:
+def postgres_adoption(schema: str, table: str, key: Sequence[str], *, old_rows: bool = False) -> tuple[str, str]:
     """The trigger of a newly captured table and the statements recording its current rows
     (numbered at once: they take the numbering lock, held until the transaction ends)."""
     name = table if schema == "public" else f"{schema}.{table}"
@@ -326,20 +352,23 @@ def postgres_adoption(schema: str, table: str, key: Sequence[str]) -> tuple[str,
              f"SELECT {_NEXT_SEQ} + row_number() OVER () - 1, clock_timestamp(), pg_current_xact_id(), "
              f"{_literal(name)}, 'insert', {pk}, to_jsonb(_r), uuid_send(gen_random_uuid()), 'ledgerbase' "
              f"FROM {quoted} AS _r")
-    return postgres_trigger(schema, table, key), adopt
+    return postgres_trigger(schema, table, key, old_rows=old_rows), adopt
 
 
 async def adopt_postgres(execute: Callable[[str], Awaitable[object]],
                          fetch: Callable[[str], Awaitable[list[Any]]]) -> None:
-    """Capture every table of ``public`` (and ``auth.users``) not captured yet, recording its rows;
-    move the tables captured when rows are written (earlier versions) to capture at COMMIT."""
-    for schema, table, key in await fetch(_POSTGRES_CAPTURED_AT_WRITE):
-        await execute(f"DROP TRIGGER ledgerbase_capture ON {quote_ident(schema)}.{quote_ident(table)}")
-        await execute(postgres_trigger(schema, table, list(key)))
-    for schema, table, key in await fetch(_POSTGRES_UNCAPTURED):
-        trigger, adopt = postgres_adoption(schema, table, list(key))
-        await execute(adopt)
-        await execute(trigger)
+    """Capture every table of ``public`` (and ``auth.users``) not captured yet, recording its rows,
+    and remake the triggers that do not match their table's replica identity (or were made by
+    an earlier version). Run by every migration, so ``ALTER TABLE ... REPLICA IDENTITY`` in a
+    migration takes effect with it."""
+    for schema, table, key, old_rows, current in await fetch(_POSTGRES_CAPTURE_STATE):
+        if current is None:
+            trigger, adopt = postgres_adoption(schema, table, list(key), old_rows=old_rows)
+            await execute(adopt)
+            await execute(trigger)
+        elif not current:
+            await execute(f"DROP TRIGGER ledgerbase_capture ON {quote_ident(schema)}.{quote_ident(table)}")
+            await execute(postgres_trigger(schema, table, list(key), old_rows=old_rows))
 
 
 SQLITE_ADOPTED = "_ledgerbase_ledger_tables"

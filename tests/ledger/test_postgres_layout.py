@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -125,6 +126,21 @@ def test_an_earlier_layout_is_converted_keeping_its_numbered_changes(database_ur
         assert len(await _fetch(database_url, "SELECT 1 FROM ledgerbase.ledger_log")) == 4
 
     asyncio.run(run())
+
+
+def test_a_migration_may_alter_a_table_after_writing_to_it(database_url: str, tmp_path: Path) -> None:
+    """Changes are written at COMMIT, where PostgreSQL refuses to alter a table with trigger
+    events pending; migrations capture each statement's changes when it ends instead."""
+    (tmp_path / "001_notes.sql").write_text("create table notes (id bigint primary key, body text);\n"
+                                           "insert into notes values (1, 'a');\n")
+    (tmp_path / "002_backfill.sql").write_text("alter table notes add column tag text;\n"
+                                               "update notes set tag = 'x';\n"
+                                               "alter table notes alter column tag set not null;\n")
+    asyncio.run(migrate(database_url, tmp_path))
+    log = asyncio.run(_fetch(database_url, "SELECT seq, op, row_data::text FROM ledgerbase.ledger_log "
+                                           "WHERE table_name = 'notes' ORDER BY seq"))
+    assert [(op, row) for _, op, row in log] == [("insert", '{"id": 1, "body": "a"}'),
+                                                 ("update", '{"id": 1, "tag": "x", "body": "a"}')]
 
 
 def test_a_write_is_on_disk_when_it_is_answered(database_url: str) -> None:
