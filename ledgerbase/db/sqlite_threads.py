@@ -141,6 +141,64 @@ class _Delivery:
 WriteJob = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
 
 
+class Checkpointer:
+    """Copies the WAL back into the database file in a thread of its own, after writes.
+
+    SQLite checkpoints by itself inside the COMMIT that takes the WAL past 1,000 pages,
+    on the committing connection, and with synchronous=NORMAL that checkpoint waits for
+    the WAL and the database file to reach the disk. On the one writer every write queued
+    behind it waited too: under single-row updates the writer spent 12% of its time in
+    fdatasync with the ledger off and 21% with it on (the ledger writes pages of its own),
+    and the server used 0.5-0.8 of its core. Here the writer's connection does not
+    checkpoint; this thread runs a PASSIVE checkpoint (which never blocks the writer or a
+    reader) after commits, at most one per ``interval`` seconds.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, interval: float) -> None:
+        self._connection = connection
+        self._interval = interval
+        self._wrote = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpointer", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread (it owns the connection from now on)."""
+        self._thread.start()
+
+    def wrote(self) -> None:
+        """From the writer: something was committed."""
+        if not self._wrote.is_set():
+            self._wrote.set()
+
+    def close(self) -> None:
+        """Stop the thread and close its connection (SQLite's last close checkpoints anyway)."""
+        self._stopping.set()
+        self._wrote.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wrote.wait()
+                if self._stopping.is_set():
+                    return
+                self._wrote.clear()
+                try:
+                    self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass  # busy (another process checkpoints) or failing: the next commit retries
+                if self._stopping.wait(self._interval):
+                    return
+        finally:
+            self._connection.close()
+
+
+# Measured under single-row updates: every 0.05 s the checkpoints took 8 us of CPU per write,
+# every 0.25 s 4 us (a page written many times in between is copied once); every 1 s the WAL
+# grew to tens of MB and the writer and readers slowed down looking pages up in it.
+CHECKPOINT_INTERVAL = 0.2
+
+
 class Writer:
     """The one writer connection, in its own thread, running whole transactions.
 
@@ -148,7 +206,8 @@ class Writer:
     (BEGIN ... COMMIT) on the writer connection: one hand-off per transaction
     instead of one per statement (measured: an insert took four, and spent
     most of its time waiting for them). Jobs queued meanwhile run back to back
-    and are delivered to the event loop together.
+    and are delivered to the event loop together. Checkpoints run in a thread of
+    their own (``Checkpointer``).
     """
 
     def __init__(self, path: Path, connect: Callable[[Path], sqlite3.Connection]) -> None:
@@ -183,20 +242,28 @@ class Writer:
         return future
 
     def _run(self) -> None:
+        connection: sqlite3.Connection | None = None
         try:
             connection = self._connect(self._path)
+            checkpointer = Checkpointer(self._connect(self._path), CHECKPOINT_INTERVAL)
+            connection.execute("PRAGMA wal_autocheckpoint=0")
         except BaseException as error:  # reported to start(), which raises it
+            if connection is not None:
+                connection.close()
             self._failure = error
             self._ready.set()
             return
+        checkpointer.start()
         self._ready.set()
         try:
             while True:
                 writes, stopping = _take_batch(self._queue)
                 self._delivery.put([_run_job(connection, work, future) for work, future in writes])
+                checkpointer.wrote()
                 if stopping:
                     return
         finally:
+            checkpointer.close()
             connection.close()
 
 
