@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -127,7 +128,7 @@ def canonical_json(value: JsonValue) -> bytes:
 
 def row_digest(salt: bytes, row: Mapping[str, Any] | None) -> str:
     """``base64(SHA-256(salt || canonical JSON of row))``; a deleted row (``None``) is ``null``."""
-    return base64.b64encode(hashlib.sha256(salt + canonical_json(row)).digest()).decode()
+    return binascii.b2a_base64(hashlib.sha256(salt + canonical_json(row)).digest(), newline=False).decode()
 
 
 def entry_time(value: datetime | str) -> str:
@@ -140,6 +141,9 @@ def entry_time(value: datetime | str) -> str:
     if type(value) is datetime and value.tzinfo is UTC and value.year >= 1000:
         return value.isoformat(timespec="microseconds")[:-6] + "Z"  # what strftime below gives, 5x faster
     if isinstance(value, str):
+        if (len(value) == 24 and value[19] == "." and value[23] == "Z" and value[20:23].isascii()
+                and value[20:23].isdigit() and _is_entry_second(value[:19])):
+            return value[:23] + "000Z"  # SQLite's strftime('%Y-%m-%dT%H:%M:%fZ'), its second checked once
         short = _SHORT_TIME.fullmatch(value)
         if short is not None and value[0] != "0":  # SQLite's strftime('%Y-%m-%dT%H:%M:%fZ')
             try:
@@ -154,6 +158,29 @@ def entry_time(value: datetime | str) -> str:
     if value.tzinfo is None:
         raise EntryError("an entry time needs a time zone")
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@functools.lru_cache(maxsize=256)
+def _is_entry_second(prefix: str) -> bool:
+    """Whether ``YYYY-MM-DDTHH:MM:SS`` followed by any fraction is an entry time's date and time.
+
+    Cached: the integrator's changes of one second share it (thousands a second under
+    load), and the regular expression and ``fromisoformat`` cost a microsecond each time.
+    """
+    text = prefix + ".000000Z"
+    if _TIME.fullmatch(text) is None or text[0] == "0":
+        return False
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_entry_time(time: str) -> bool:
+    """Whether ``time`` is an entry time (``entry_time``'s form, year 1000 or later)."""
+    return (len(time) == 27 and time[19] == "." and time[26] == "Z" and time[20:26].isascii()
+            and time[20:26].isdigit() and _is_entry_second(time[:19]))
 
 
 def _is_digest(text: str) -> bool:
@@ -207,16 +234,14 @@ def make_entry(seq: int, time: str, table: str, op: str, pk: Mapping[str, Any], 
     # The integrator makes one entry per change: the usual case is checked here in a few
     # type tests and regular expressions and written by orjson (the same bytes Entry.to_json
     # gives); anything else goes through Entry, which says what is wrong.
-    if (type(seq) is int and seq >= 0 and type(time) is str and _TIME.fullmatch(time) is not None
-            and time[0] != "0" and type(table) is str and table and op in OPS and type(pk) is dict
-            and type(digest) is str and _DIGEST.fullmatch(digest) is not None and type(actor) is str
-            and _orjson_is_canonical(pk)):
+    if (type(seq) is int and seq >= 0 and type(time) is str and _is_entry_time(time) and type(table) is str
+            and table and op in OPS and type(pk) is dict and type(digest) is str
+            and _DIGEST.fullmatch(digest) is not None and type(actor) is str and _orjson_is_canonical(pk)):
         try:
-            datetime.fromisoformat(time)
             return orjson.dumps({"actor": actor, "digest": digest, "op": op, "pk": pk, "seq": seq,
                                  "table": table, "time": time}, option=orjson.OPT_SORT_KEYS)
-        except (ValueError, orjson.JSONEncodeError):
-            pass  # an impossible date, a lone surrogate: Entry says which
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate, an integer orjson cannot write: Entry says which
     return Entry(seq, time, table, op, pk, digest, actor).to_json()
 
 

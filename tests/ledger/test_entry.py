@@ -199,3 +199,15 @@ def test_entry_time_fast_paths(when: datetime) -> None:
         assert entry_time(when) == expected
         sqlite_text = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
         assert entry_time(sqlite_text) == expected[:23] + "000Z"
+
+
+@pytest.mark.parametrize("text", ["2026-13-02T03:04:05.123Z", "2026-02-30T03:04:05.123Z", "0999-01-02T03:04:05.123Z",
+                                  "2026-01-02T24:04:05.123Z", "2026-01-02T03:04:05.12xZ",
+                                  "2026-01-02T03:04:05.\uff11\uff12\uff13Z"])
+def test_sqlite_shaped_nonsense_makes_no_entry(text: str) -> None:
+    """The cached check of a second is as strict as the full one, after a valid time of the same second too."""
+    assert make_entry(0, entry_time("2026-01-02T03:04:05.000Z"), "t", "insert", {"id": 1}, DIGEST, "a")
+    with pytest.raises(EntryError):
+        make_entry(0, entry_time(text), "t", "insert", {"id": 1}, DIGEST, "a")
+    with pytest.raises(EntryError):
+        make_entry(0, text[:23] + "000Z", "t", "insert", {"id": 1}, DIGEST, "a")
