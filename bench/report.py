@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -80,6 +81,15 @@ class Report:
     ledger_pairs: list[tuple[str, str, str]] = field(default_factory=list)
     # bench/ledger.py's figures: "builds", "proofs", "verify" (lists of dicts)
     ledger: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def paired_ratio(self, server: str, base: str, workload: str, connections: int) -> float | None:
+        """The median over rounds of ``server``'s req/s divided by ``base``'s in the same round
+        (timed back to back, so a busier moment of the machine hits both), or None."""
+        bases = {m.round: m for m in self.measurements
+                 if (m.server, m.workload, m.connections) == (base, workload, connections) and m.rps}
+        ratios = [m.rps / bases[m.round].rps for m in self.measurements
+                  if (m.server, m.workload, m.connections) == (server, workload, connections) and m.round in bases]
+        return statistics.median(ratios) if ratios else None
 
     def find(self, server: str, workload: str, connections: int) -> Measurement | None:
         """The measurement of the median round (by req/s), or None."""
@@ -179,7 +189,7 @@ def ledger_targets(report: Report, connections: list[int]) -> list[str]:
     for on, off, database in report.ledger_pairs:
         for workload in LEDGER_WORKLOADS:
             for conns in connections:
-                got = ratio(report.find(on, workload, conns), report.find(off, workload, conns))
+                got = report.paired_ratio(on, off, workload, conns)
                 if got is None:
                     continue
                 lines.append(f"| {database} {WORKLOAD_TITLES[workload]}: ledger on ≥ "
@@ -239,7 +249,11 @@ def ledger_section(report: Report, connections: list[int]) -> list[str]:
            "checkpoint (at most one per second). *lag max*: the largest age, sampled every "
            "0.1 s from the tables, of the oldest change committed but not yet in a published "
            "checkpoint, during the load and until the ledger caught up; *caught up*: seconds "
-           "after the load ended until every change was published.", ""]
+           "after the load ended until every change was published. *on ÷ off*: the median over "
+           "rounds of each round's ratio (the two servers are timed back to back, so a busy "
+           "moment of the shared machine hits both); the req/s columns are each server's median "
+           "round. *CPU µs/write*: the server process's CPU time per answered write in that "
+           "round (on PostgreSQL, PostgreSQL's own processes are not counted).", ""]
     rows = []
     for on, off, database in report.ledger_pairs:
         for workload in LEDGER_WORKLOADS:
@@ -250,7 +264,10 @@ def ledger_section(report: Report, connections: list[int]) -> list[str]:
                 rows.append(
                     f"| {database} | {WORKLOAD_TITLES[workload]} | {conns} "
                     f"| {'n/a' if a is None else f'{a.rps:,.0f}'} "
-                    f"| {'n/a' if b is None else f'{b.rps:,.0f}'} | {fmt_ratio(ratio(a, b))} "
+                    f"| {'n/a' if b is None else f'{b.rps:,.0f}'} "
+                    f"| {fmt_ratio(report.paired_ratio(on, off, workload, conns))} "
+                    f"| {'n/a' if a is None else f'{a.cpu_ms_per_request * 1000:.0f}'} "
+                    f"| {'n/a' if b is None else f'{b.cpu_ms_per_request * 1000:.0f}'} "
                     f"| {'n/a' if a is None else f'{a.p99_ms:.1f}'} "
                     f"| {'n/a' if b is None else f'{b.p99_ms:.1f}'} "
                     f"| {'n/a' if a is None or a.lag_max_s is None else f'{a.lag_max_s:.2f}'} "
@@ -258,8 +275,9 @@ def ledger_section(report: Report, connections: list[int]) -> list[str]:
                     f"| {max(a.other_cpu if a else 0, b.other_cpu if b else 0):.2f} |")
     if rows:
         out += ["| database | workload | conns | ledger on req/s | ledger off req/s | on ÷ off "
-                "| on p99 ms | off p99 ms | lag max s | caught up s | other CPU |",
-                "|" + "---|" * 11, *rows]
+                "| on CPU µs/write | off CPU µs/write | on p99 ms | off p99 ms | lag max s | caught up s "
+                "| other CPU |",
+                "|" + "---|" * 13, *rows]
     if builds := report.ledger.get("builds"):
         out += ["", "The integrator alone (bench/ledger.py): N changes shaped like captured "
                 "`posts` inserts written into the changes table with SQL, then "
