@@ -277,6 +277,8 @@ def sqlite_upgrade(connection: sqlite3.Connection) -> None:
 def sqlite_full_identity(connection: sqlite3.Connection) -> set[str]:
     """The tables set to REPLICA IDENTITY FULL by the migrations."""
     return {str(row[0]) for row in connection.execute("SELECT table_name FROM _ledgerbase_replica_identity")}
+
+
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
 

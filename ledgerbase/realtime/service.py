@@ -164,7 +164,7 @@ class RealtimeService:
             try:
                 if self.cursor is None:
                     self.cursor = await self._reader.head()
-                if self._listened():
+                if self.hub.listened:
                     changes = await self._reader.after(self.cursor, BATCH)
                     if changes:
                         self.cursor = changes[-1].seq
@@ -176,7 +176,7 @@ class RealtimeService:
                     # nobody to deliver to: move past the rows without reading them (reading
                     # and decoding every change cost the server a few per cent of its writes)
                     head = await self._reader.head()
-                    if not self._listened():  # and nobody joined meanwhile
+                    if not self.hub.listened:  # and nobody joined meanwhile
                         self.cursor = max(self.cursor, head)
                 failing = False
             except LedgerbaseError as error:  # database down, changes table not created yet
@@ -186,10 +186,6 @@ class RealtimeService:
             except Exception:  # a bug must not stop delivery for good
                 log.exception("realtime_delivery_failed")
             await asyncio.sleep(self.poll_interval)
-
-    def _listened(self) -> bool:
-        """Whether a channel of this process subscribes to postgres_changes."""
-        return self.hub.listened
 
     async def deliver(self, changes: Sequence[Change], channels: Sequence[Channel] | None = None) -> None:
         """Push a batch of committed changes to the channels that may see them, in order.
