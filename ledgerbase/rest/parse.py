@@ -419,6 +419,41 @@ def split_query(query_string: str) -> list[tuple[str, str]]:
     return pairs
 
 
+QueryShape = tuple[tuple[tuple[str, str], ...], tuple[object, ...]]
+_PAGING = ("limit", "offset")
+_NOT_FILTERS = ("order", "and", "or")
+_TAKEN_OUT = "#"
+
+
+def query_shape(query: Sequence[tuple[str, str]]) -> QueryShape | None:
+    """A read's query with its plain values taken out, and those values in order.
+
+    Taken out: the value of a filter with a scalar operator (``id=eq.4242`` keeps
+    ``("id", "eq.")``) and the number of a ``limit`` or ``offset``; everything
+    else stays as written. Two reads of one shape parse to requests equal but
+    for ``values``, which are these values, provided a full parse of one of them
+    gave exactly these values: the caller checks that before it trusts a shape.
+    None when a ``limit`` or ``offset`` is not a plain number.
+    """
+    shape: list[tuple[str, str]] = []
+    values: list[object] = []
+    for key, value in query:
+        last = key.rpartition(".")[2]
+        if last in _PAGING:
+            if not (value.isascii() and value.isdigit()):
+                return None
+            shape.append((key, _TAKEN_OUT))
+            values.append(int(value))
+            continue
+        match = None if key in RESERVED or last in _NOT_FILTERS else _OPERATOR_RE.match(value)
+        if match is None or match.group(3) is not None or match.group(2) in ("in", "is"):
+            shape.append((key, value))
+            continue
+        shape.append((key, value[:match.start(4)]))
+        values.append(match.group(4))
+    return tuple(shape), tuple(values)
+
+
 @dataclass(slots=True)
 class _NodeDraft:
     """Filters, order and paging of one resource while the query string is read."""

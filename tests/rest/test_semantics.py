@@ -324,3 +324,42 @@ def test_case(dialect: str, case: Case, server: RunningServer, client: httpx.Cli
         assert response.headers.get(name) == value, f"{name}: {response.headers.get(name)!r}; {context}"
     if case.check is not None:
         case.check(response)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"], indirect=True, scope="module")
+def test_reads_of_one_shape(dialect: str, server: RunningServer, client: httpx.Client) -> None:
+    """Reads that differ only in their filter values, limit or offset share a parsed request
+    (the shape cache); each still gets its own answer, and its own errors."""
+    headers = server.headers()
+
+    def get(path: str, **extra: str) -> httpx.Response:
+        return client.get(path, headers={**headers, **extra})
+
+    everything = get("/books?select=id,title&order=id").json()
+    titles = {row["id"]: row["title"] for row in everything}
+    for _ in range(2):  # the second pass answers from the shape cache
+        for book_id, title in titles.items():
+            assert get(f"/books?select=id,title&id=eq.{book_id}").json() == [{"id": book_id, "title": title}]
+        assert get("/books?select=id&id=gt.4&order=id").json() == ids(5, 6)
+        assert get("/books?select=id&id=gt.1&order=id").json() == ids(2, 3, 4, 5, 6)
+        for limit, offset in ((2, 0), (3, 1), (1, 5), (4, 4)):
+            response = get(f"/books?select=id&order=id&limit={limit}&offset={offset}")
+            expected = [{"id": row["id"]} for row in everything[offset:offset + limit]]
+            assert response.json() == expected
+            assert response.headers["content-range"] == f"{offset}-{offset + len(expected) - 1}/*"
+        assert get("/books?select=id&order=id&limit=2&offset=9").json() == []
+        wrong = get("/books?select=id,title&id=eq.abc")
+        assert wrong.status_code == 400 and wrong.json()["code"] == "22P02", wrong.text
+        assert get("/books?select=id&title=like.*Cities").json() == ids(3)
+        assert get("/books?select=id&title=like.*Darkness").json() == ids(2)
+        # the same query with other headers is another shape
+        single = get("/books?select=id,title&id=eq.1", Accept="application/vnd.pgrst.object+json")
+        assert single.json() == {"id": 1, "title": titles[1]}
+        none = get("/books?select=id,title&id=eq.99", Accept="application/vnd.pgrst.object+json")
+        assert none.status_code == 406 and none.json()["code"] == "PGRST116"
+        ranged = get("/books?select=id&order=id&limit=4&offset=0", Range="1-2")
+        assert ranged.json() == ids(2, 3) and ranged.headers["content-range"] == "1-2/*"
+        counted = get("/books?select=id&id=lt.3&order=id", Prefer="count=exact")
+        assert counted.json() == ids(1, 2) and counted.headers["content-range"] == "0-1/2"
+        head = client.head("/books?select=id,title&id=eq.2", headers=headers)
+        assert head.status_code == 200 and head.content == b""
