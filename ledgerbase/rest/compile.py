@@ -10,7 +10,7 @@ every value is a parameter.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -67,10 +67,24 @@ class Statement:
 
     sql: str
     params: tuple[Param, ...]
+    # bind's plan, made once: the constants in place, then what each request fills in
+    _constants: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+    _filled: tuple[tuple[int, Param], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_constants", tuple(
+            param.const if param.slot is None and param.helper is None and param.convert is None
+            else None for param in self.params))
+        object.__setattr__(self, "_filled", tuple(
+            (index, param) for index, param in enumerate(self.params)
+            if param.slot is not None or param.helper is not None or param.convert is not None))
 
     def bind(self, values: Sequence[object], context: RequestContext | None = None) -> list[Any]:
         """The parameter list for one request's values (may raise DataError on bad values)."""
-        return [param.value(values, context) for param in self.params]
+        bound = list(self._constants)
+        for index, param in self._filled:
+            bound[index] = param.value(values, context)
+        return bound
 
 
 class Binder:
