@@ -20,7 +20,7 @@ import asyncpg
 
 from ledgerbase.db.context import RequestContext, current, current_actor, current_helper
 from ledgerbase.db.dialect import POSTGRES, SQLITE, Dialect
-from ledgerbase.db.sqlite_threads import ReaderPool, Writer
+from ledgerbase.db.sqlite_threads import ReaderPool, RolledBack, Writer
 from ledgerbase.errors import ConstraintError, DataError, LedgerbaseError, UnavailableError
 
 T = TypeVar("T")
@@ -247,7 +247,7 @@ class SqliteDatabase(Database):
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
-        writer = Writer(self.path, connect_sqlite)
+        writer = Writer(self.path, connect_sqlite, sqlite_error)
         try:
             await asyncio.to_thread(writer.start, loop)
         except sqlite3.Error as error:
@@ -286,22 +286,14 @@ class SqliteDatabase(Database):
             raise UnavailableError("the database is not open")
 
         def transaction(connection: sqlite3.Connection) -> T:
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as error:
-                raise sqlite_error(error) from None
+            # the writer wraps this in a savepoint of its group's transaction (group commit)
             current.context = context
             try:
                 result: T = _run_to_completion(work(_SqliteTransaction(connection)))  # type: ignore[arg-type]
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
             finally:
                 current.context = None
-            try:
-                connection.execute("ROLLBACK" if rollback else "COMMIT")
-            except sqlite3.Error as error:
-                raise sqlite_error(error) from None
+            if rollback:
+                raise RolledBack(result)
             return result
 
         result: T = await self._writer.submit(transaction)
