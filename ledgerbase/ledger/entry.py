@@ -70,38 +70,36 @@ def _canonical(value: object, out: list[bytes]) -> None:
         raise EntryError(f"{type(value).__name__} is not a JSON value")
 
 
-_ORJSON_INTS = range(-(2**63), 2**64)
+_FLAT = frozenset({str, int, bool, type(None)})
 
 
 def _orjson_is_canonical(value: object) -> bool:
-    """Whether orjson's sorted output of ``value`` is exactly RFC 8785's.
+    """Whether orjson's sorted output of ``value`` is exactly RFC 8785's (or orjson refuses it).
 
     It is when there is no float (number formatting differs), no object key outside the
     Basic Multilingual Plane (RFC 8785 sorts by UTF-16 code units, orjson by code points:
-    the two orders agree below U+10000), only plain dicts, lists and tuples, and integers
-    orjson can write; strings are escaped alike (short escapes, lower-case ``\\u00xx``).
+    the two orders agree below U+10000), only plain dicts, lists and tuples; strings are
+    escaped alike (short escapes, lower-case ``\\u00xx``). orjson refuses integers beyond
+    64 bits and lone surrogates, which sends ``canonical_json`` to the slow path.
     """
     kind = type(value)
-    if kind is str or value is None or kind is bool:
-        return True
-    if kind is int:
-        return value in _ORJSON_INTS
     if kind is dict:
-        # a loop, not all(genexpr): rows are checked once per entry, so this is hot
-        for key, item in value.items():  # type: ignore[attr-defined]
-            if type(key) is not str or not (key.isascii() or max(key) <= "\uffff"):
-                return False
-            kind = type(item)
-            if kind is str or item is None or kind is bool:
-                continue
-            if kind is int:
-                if item not in _ORJSON_INTS:
-                    return False
-            elif not _orjson_is_canonical(item):
-                return False
+        # C-level passes over keys and value types, not a Python loop: rows are checked once
+        # per entry, so this is hot
+        try:
+            keys = "".join(value)  # type: ignore[arg-type]
+        except TypeError:
+            return False  # a key that is not a string
+        if not (keys.isascii() or max(keys) <= "\uffff"):
+            return False
+        items = value.values()  # type: ignore[attr-defined]
+        if _FLAT.issuperset(map(type, items)):
+            return True
+        return all(type(item) in _FLAT or _orjson_is_canonical(item) for item in items)
+    if kind in _FLAT:
         return True
     if kind is list or kind is tuple:
-        return all(_orjson_is_canonical(item) for item in value)  # type: ignore[attr-defined]
+        return all(type(item) in _FLAT or _orjson_is_canonical(item) for item in value)  # type: ignore[attr-defined]
     return False  # floats, and subclasses (an IntEnum, say): the slow path writes them
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from ledgerbase.ledger.entry import (
     Entry,
     EntryError,
+    _canonical,
     canonical_json,
     entry_time,
     make_entry,
@@ -99,6 +100,15 @@ def test_canonical_json_is_stable(value: object) -> None:
     # canonical output parses back to itself, and any spelling of the same value gives it
     assert canonical_json(json.loads(encoded)) == encoded
     assert canonical_json(json.loads(json.dumps(value, indent=1))) == encoded
+
+
+@given(json_values)
+def test_the_orjson_path_writes_what_rfc8785_writes(value: object) -> None:
+    """canonical_json takes orjson's output only where it is RFC 8785's: the reference is
+    the value written piece by piece with the rfc8785 package."""
+    reference: list[bytes] = []
+    _canonical(value, reference)
+    assert canonical_json(value) == b"".join(reference)  # type: ignore[arg-type]
 
 
 # --- entries ------------------------------------------------------------------------------
