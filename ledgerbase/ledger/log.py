@@ -28,7 +28,7 @@ import structlog
 from ledgerbase.db.engine import Database, PostgresDatabase, Transaction
 from ledgerbase.errors import LedgerbaseError, UnavailableError
 from ledgerbase.ledger import merkle, tiles
-from ledgerbase.ledger.entry import entry_time, make_entry, row_digest
+from ledgerbase.ledger.entry import entry_time, made_entry, row_digest
 from ledgerbase.ledger.note import Signer, sign_note
 from ledgerbase.security import load_or_create_secret_file
 
@@ -98,7 +98,7 @@ def _build(size: int, rows: Sequence[Sequence[Any]], edge: tiles.TreeEdge) -> tu
         if when != last_when:  # a transaction's changes share their commit time
             last_when, time_text = when, entry_time(when)
         data = orjson.loads(row) if row is not None and op != "delete" else None
-        entry = make_entry(int(seq), time_text, str(table), str(op), orjson.loads(pk),
+        entry = made_entry(int(seq), time_text, str(table), str(op), orjson.loads(pk),
                            row_digest(bytes(salt), data), str(actor))
         entries.append(entry)
         leaves.append(merkle.leaf_hash(entry))

@@ -18,6 +18,7 @@ from ledgerbase.ledger.entry import (
     _canonical,
     canonical_json,
     entry_time,
+    made_entry,
     make_entry,
     parse_entry,
     row_digest,
@@ -194,11 +195,14 @@ def test_make_entry_is_entry_to_json(seq: int, when: datetime, table: str, op: s
         expected: bytes | type[EntryError] = Entry(*fields).to_json()
     except EntryError:
         expected = EntryError
-    if expected is EntryError:
-        with pytest.raises(EntryError):
-            make_entry(*fields)
-    else:
-        assert make_entry(*fields) == expected
+    # made_entry (the integrator's, for a time and digest valid by construction) agrees too
+    makers = (make_entry, made_entry) if when.year >= 1000 else (make_entry,)
+    for maker in makers:
+        if expected is EntryError:
+            with pytest.raises(EntryError):
+                maker(*fields)
+        else:
+            assert maker(*fields) == expected
 
 
 @given(when=st.datetimes(timezones=st.just(UTC)))
