@@ -232,22 +232,16 @@ def make_entry(seq: int, time: str, table: str, op: str, pk: Mapping[str, Any], 
     # The integrator makes one entry per change: the usual case is checked here in a few
     # type tests and regular expressions and written by orjson (the same bytes Entry.to_json
     # gives); anything else goes through Entry, which says what is wrong.
-    if (type(seq) is int and seq >= 0 and type(time) is str and _is_entry_time(time) and type(table) is str
-            and table and op in OPS and type(pk) is dict and type(digest) is str
-            and _DIGEST.fullmatch(digest) is not None and type(actor) is str and _orjson_is_canonical(pk)):
-        try:
-            return orjson.dumps({"actor": actor, "digest": digest, "op": op, "pk": pk, "seq": seq,
-                                 "table": table, "time": time}, option=orjson.OPT_SORT_KEYS)
-        except orjson.JSONEncodeError:
-            pass  # a lone surrogate, an integer orjson cannot write: Entry says which
+    if type(time) is str and _is_entry_time(time) and type(digest) is str and _DIGEST.fullmatch(digest) is not None:
+        return made_entry(seq, time, table, op, pk, digest, actor)
     return Entry(seq, time, table, op, pk, digest, actor).to_json()
 
 
 def made_entry(seq: int, time: str, table: str, op: str, pk: Mapping[str, Any], digest: str, actor: str) -> bytes:
     """``make_entry`` for the integrator, whose ``time`` comes from ``entry_time`` and ``digest``
     from ``row_digest``: valid by construction, so only the other fields are checked here."""
-    if type(table) is str and table and op in OPS and type(pk) is dict and type(actor) is str \
-            and _orjson_is_canonical(pk):
+    if type(seq) is int and seq >= 0 and type(table) is str and table and op in OPS and type(pk) is dict \
+            and type(actor) is str and _orjson_is_canonical(pk):
         try:
             return orjson.dumps({"actor": actor, "digest": digest, "op": op, "pk": pk, "seq": seq,
                                  "table": table, "time": time}, option=orjson.OPT_SORT_KEYS)
