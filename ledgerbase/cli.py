@@ -70,9 +70,17 @@ def serve(
     from ledgerbase.realtime.transport import SERVER_OPTIONS
 
     if workers > 1:
-        uvicorn.run("ledgerbase.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_config=None, access_log=False, lifespan="on",
-                    proxy_headers=settings.proxy_headers, **SERVER_OPTIONS)
+        from ledgerbase.workers import serve_workers
+
+        options = {"log_config": None, "access_log": False, "lifespan": "on",
+                   "proxy_headers": settings.proxy_headers, **SERVER_OPTIONS}
+        try:
+            code = serve_workers(workers, host, port, options, settings.log_level)
+        except OSError as error:
+            console.print(f"[red]error:[/red] cannot listen on {host}:{port}: {error.strerror or error}"
+                          " (another server there? choose another --port)")
+            raise typer.Exit(1) from None
+        raise typer.Exit(code)
     else:
         from ledgerbase.app import app_from_env
 
