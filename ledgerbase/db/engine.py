@@ -20,6 +20,7 @@ import asyncpg
 
 from ledgerbase.db.context import RequestContext, current, current_actor, current_helper
 from ledgerbase.db.dialect import POSTGRES, SQLITE, Dialect
+from ledgerbase.db.flush import WalFlusher
 from ledgerbase.db.sqlite_threads import ReaderPool, RolledBack, Writer
 from ledgerbase.errors import ConstraintError, DataError, LedgerbaseError, UnavailableError
 
@@ -362,13 +363,6 @@ _SET_CONTEXT = ("SELECT set_config('role', $1, false), set_config('request.jwt.c
 _SERVER_CONTEXT = ("none", "")
 
 
-# A transaction that waits for the WAL to be flushed up to its commit, so up to every commit
-# before it: PostgreSQL waits only for a transaction that has an id and wrote WAL, and a
-# transactional logical message gives it both (``SELECT pg_current_xact_id()`` alone
-# commits without waiting). Decoding plugins see an empty message with this prefix.
-WAL_FLUSH = "SELECT pg_logical_emit_message(true, 'ledgerbase.flush', '')"
-
-
 class _Connection(asyncpg.Connection):  # type: ignore[misc]
     """A pooled connection that remembers the role and claims it was last set to."""
 
@@ -414,11 +408,13 @@ class PostgresDatabase(Database):
         # With capture on, the ledger numbers a writing transaction's changes at COMMIT under
         # a lock that is held until the transaction ends. Such a transaction commits
         # without waiting for its WAL flush (the capture trigger turns synchronous_commit
-        # off when ledgerbase.flush_after_commit is on), and the same round trip then commits
-        # a transaction that does wait: its commit record comes later in the WAL, so when it
-        # returns the write is on disk before it is acknowledged. Holding the lock through
-        # every flush serialized all writes (0.5x the writes per second of the ledger off).
-        self._commit = f"COMMIT; {WAL_FLUSH}" if capture else "COMMIT"
+        # off when ledgerbase.flush_after_commit is on), and then a transaction that does
+        # wait commits (shared by the writes committing meanwhile, ledgerbase.db.flush): its
+        # commit record comes later in the WAL, so when it returns the write is on disk before
+        # it is acknowledged. Holding the lock through every flush serialized all writes (0.5x
+        # the writes per second of the ledger off).
+        self._flush_after_commit = capture
+        self._flusher = WalFlusher(self._connect_flusher)  # connects on first use
         self._pool_size = pool_size
         self._statement_timeout_ms = statement_timeout_ms
         self._pool: asyncpg.Pool | None = None
@@ -449,10 +445,25 @@ class PostgresDatabase(Database):
                     raise pg_error(error) from None
         return self._pool
 
+    async def _connect_flusher(self) -> asyncpg.Connection:
+        connection: asyncpg.Connection = await asyncpg.connect(
+            self.url, timeout=5, server_settings={
+                "application_name": "ledgerbase", "statement_timeout": str(self._statement_timeout_ms)})
+        return connection
+
     async def close(self) -> None:
+        await self._flusher.close()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    async def flush_wal(self) -> None:
+        """Return once every transaction committed before this call is on disk (one flush
+        transaction shared with the calls made meanwhile); raises UnavailableError."""
+        try:
+            await self._flusher.flush()
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
+            raise pg_error(error) from None
 
     async def fetch_one(self, sql: str, params: Sequence[Any], *,
                         context: RequestContext | None = None) -> Row | None:
@@ -494,8 +505,10 @@ class PostgresDatabase(Database):
                 except BaseException:
                     await connection.execute("ROLLBACK")
                     raise
-                await connection.execute("ROLLBACK" if rollback else self._commit)
-                return result
+                await connection.execute("ROLLBACK" if rollback else "COMMIT")
+            if self._flush_after_commit and not rollback:
+                await self._flusher.flush()
+            return result
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             raise pg_error(error) from None
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ledgerbase.db.engine import WAL_FLUSH, Database, PostgresDatabase
+from ledgerbase.db.engine import Database, PostgresDatabase
 
 OPS = {"insert": "INSERT", "update": "UPDATE", "delete": "DELETE"}
 
@@ -59,13 +59,13 @@ class ChangeReader:
             self._after = ("SELECT seq, time, table_name, op, pk::text, row_data::text, old_data::text "
                            "FROM ledgerbase.ledger_changes_from($1::bigint + 1, $2)")
             self._head = "SELECT coalesce(max(seq), -1) FROM ledgerbase.ledger_changes"
-            self._flush: str | None = WAL_FLUSH
+            self._postgres: PostgresDatabase | None = database
         else:
             # seq = id - 1
             self._after = (f"SELECT id - 1, time, table_name, op, pk, row_data, old_data "
                            f"FROM _ledgerbase_ledger_changes WHERE id > {p(1)} + 1 ORDER BY id LIMIT {p(2)}")
             self._head = "SELECT coalesce(max(id), 0) - 1 FROM _ledgerbase_ledger_changes"
-            self._flush = None
+            self._postgres = None
 
     async def head(self) -> int:
         """The number of the last committed change (-1 when there is none).
@@ -78,11 +78,11 @@ class ChangeReader:
     async def after(self, seq: int, limit: int = 1000) -> list[Change]:
         """Up to ``limit`` changes numbered above ``seq``, in order; raises LedgerbaseError."""
         rows = await self.database.fetch_all(self._after, (seq, limit))
-        if rows and self._flush is not None:
+        if rows and self._postgres is not None:
             # PostgreSQL: a numbered write is visible a moment before its commit is on disk
             # (PostgresDatabase.write flushes it before answering); this commit's flush covers
             # every change read, so nothing leaves the server that a crash could take back
-            await self.database.fetch_all(self._flush, ())
+            await self._postgres.flush_wal()
         return [Change(seq=int(row[0]), commit_timestamp=_timestamp(row[1]), table=str(row[2]),
                        op=OPS.get(str(row[3]), str(row[3]).upper()), pk=_json(row[4]) or {},
                        record=_json(row[5]), old_record=_json(row[6]))
