@@ -25,6 +25,11 @@ import asyncpg
 WAL_FLUSH = "SELECT pg_logical_emit_message(true, 'ledgerbase.flush', '')"
 
 
+# The connection went away under the flush (not an error of the flush itself).
+_LOST = (OSError, asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError,
+         asyncpg.AdminShutdownError)
+
+
 class WalFlusher:
     """Flushes the WAL up to every commit that returned before ``flush`` was called.
 
@@ -38,6 +43,7 @@ class WalFlusher:
         self._connection: asyncpg.Connection | None = None
         self._next: asyncio.Future[None] | None = None  # the callers of the flush not sent yet
         self._runner: asyncio.Task[None] | None = None
+        self.flushes = 0  # flush transactions run, for tests and metrics
 
     async def flush(self) -> None:
         """Return once the WAL is on disk up to every commit that returned before this call.
@@ -73,17 +79,24 @@ class WalFlusher:
                 self._next = None
 
     async def _flush_once(self) -> None:
-        connection = self._connection
-        if connection is None or connection.is_closed():
-            self._connection = None
-            connection = self._connection = await self._connect()
-        try:
-            await connection.execute(WAL_FLUSH)
-        except BaseException:
-            # a connection in an unknown state is not used again
-            self._connection = None
-            connection.terminate()
-            raise
+        for attempt in (1, 2):
+            connection = self._connection
+            if connection is None or connection.is_closed():
+                self._connection = None
+                connection = self._connection = await self._connect()
+            try:
+                # prepared once (extended protocol), not parsed again for every flush
+                await connection.fetchval(WAL_FLUSH)
+                self.flushes += 1
+                return
+            except BaseException as error:
+                # a connection in an unknown state is not used again; one that was lost (the
+                # server restarted, an idle timeout) is opened again at once, for the flush
+                # is only a transaction that waits for the disk and may run twice
+                self._connection = None
+                connection.terminate()
+                if attempt == 2 or not isinstance(error, _LOST):
+                    raise
 
     async def close(self) -> None:
         """Stop flushing and close the connection (callers waiting get an error)."""

@@ -168,3 +168,74 @@ def test_a_write_is_on_disk_when_it_is_answered(database_url: str) -> None:
             await database.close()
 
     asyncio.run(run())
+
+
+def test_concurrent_writes_share_flushes_and_each_is_on_disk_when_answered(database_url: str) -> None:
+    """Writes that commit while a flush runs wait for the next one, which serves them all: each is
+    on disk when answered, and PostgreSQL runs fewer flush transactions than there are writes."""
+    async def run() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(_TABLE)
+        finally:
+            await connection.close()
+        await migrate(database_url, None)
+        database = PostgresDatabase(database_url, pool_size=8)
+        try:
+            async def write(note_id: int) -> bool:
+                async def work(tx: Transaction) -> Any:
+                    await tx.fetch_all("INSERT INTO notes (id, body) VALUES ($1, 'e')", (note_id,))
+                    return (await tx.fetch_all("SELECT pg_current_wal_insert_lsn()::text", ()))[0][0]
+
+                written = await database.write(work)
+                flushed = await database.fetch_one("SELECT pg_current_wal_flush_lsn() > $1::text::pg_lsn",
+                                                   (written,))
+                return flushed == (True,)
+
+            before = database._flusher.flushes
+            answers = await asyncio.gather(*(write(note_id) for note_id in range(100, 164)))
+            assert all(answers)
+            assert 1 <= database._flusher.flushes - before < len(answers)
+            log = await _fetch(database_url, "SELECT seq, pk ->> 'id' FROM ledgerbase.ledger_log ORDER BY seq")
+            assert [seq for seq, _ in log] == list(range(len(log)))  # gapless
+            assert sorted(int(note) for _, note in log) == list(range(100, 164))
+        finally:
+            await database.close()
+
+    asyncio.run(run())
+
+
+def test_the_flush_reconnects_when_its_connection_is_lost(database_url: str) -> None:
+    """A flush whose connection was closed by the server (a restart, an administrator) runs again
+    on a new one: the write is answered, on disk."""
+    async def run() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(_TABLE)
+        finally:
+            await connection.close()
+        await migrate(database_url, None)
+        database = PostgresDatabase(database_url, pool_size=1)
+        try:
+            await _write_note(database, 40)
+            flusher = database._flusher._connection
+            assert flusher is not None
+            # from another session, waiting until it is gone
+            await _fetch(database_url, f"SELECT pg_terminate_backend({flusher.get_server_pid()}, 5000)")
+            written = await _write_note(database, 41)
+            assert await database.fetch_one("SELECT pg_current_wal_flush_lsn() > $1::text::pg_lsn",
+                                            (written,)) == (True,)
+            assert database._flusher._connection is not flusher
+        finally:
+            await database.close()
+
+    asyncio.run(run())
+
+
+async def _write_note(database: PostgresDatabase, note_id: int) -> str:
+    async def work(tx: Transaction) -> Any:
+        await tx.fetch_all("INSERT INTO notes (id, body) VALUES ($1, 'f')", (note_id,))
+        return (await tx.fetch_all("SELECT pg_current_wal_insert_lsn()::text", ()))[0][0]
+
+    written: str = await database.write(work)
+    return written
