@@ -144,8 +144,8 @@ def test_a_migration_may_alter_a_table_after_writing_to_it(database_url: str, tm
 
 
 def test_a_write_is_on_disk_when_it_is_answered(database_url: str) -> None:
-    """The numbered transaction commits without waiting for its flush; the flush that follows
-    in the same round trip must cover it (a transaction that only takes an id does not wait)."""
+    """The numbered transaction commits without waiting for its flush; the flush transaction the
+    write then waits for must cover it (a transaction that only takes an id does not wait)."""
     async def run() -> None:
         connection = await asyncpg.connect(database_url)
         try:
