@@ -149,6 +149,17 @@ def fresh_database_url(dialect: str, directory: Path) -> str:
     return create_scratch_database()
 
 
+@pytest.fixture
+def empty_database_url(dialect: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of ``dialect`` for one test (a scratch PostgreSQL database is dropped after)."""
+    url = fresh_database_url(dialect, tmp_path)
+    try:
+        yield url
+    finally:
+        if dialect == "postgres":
+            drop_scratch_database(url)
+
+
 @pytest.fixture(scope="module")
 def server_factory(dialect: str, tmp_path_factory: pytest.TempPathFactory
                    ) -> Iterator[Callable[..., RunningServer]]:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,23 +17,11 @@ import pytest
 
 from ledgerbase.auth.keys import make_api_key
 from ledgerbase.workers import spreads_connections
-from tests.conftest import create_scratch_database, drop_scratch_database, free_port
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.skipif(not spreads_connections(), reason="SO_REUSEPORT spreads connections on Linux only")
 
 SECRET = "workers-test-secret-workers-test-secret-0123456789"
-
-
-@pytest.fixture
-def database_url(dialect: str, tmp_path: Path) -> Iterator[str]:
-    if dialect == "sqlite":
-        yield f"sqlite:///{tmp_path / 'workers.db'}"
-        return
-    url = create_scratch_database("lb_workers")
-    try:
-        yield url
-    finally:
-        drop_scratch_database(url)
 
 
 def _serve(database_url: str, data_dir: Path, port: int, workers: int = 2) -> subprocess.Popen[bytes]:
@@ -95,11 +82,11 @@ def _connections_by_process(port: int, pids: set[int]) -> Counter[int]:
     return held
 
 
-def test_connections_spread_over_workers_and_a_dead_worker_is_replaced(database_url: str,
+def test_connections_spread_over_workers_and_a_dead_worker_is_replaced(empty_database_url: str,
                                                                        tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = _serve(database_url, tmp_path, port)
+    server = _serve(empty_database_url, tmp_path, port)
     sockets: list[socket.socket] = []
     try:
         _wait_ready(url, server, tmp_path / "server.log")

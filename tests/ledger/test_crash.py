@@ -11,17 +11,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from ledgerbase.auth.keys import make_api_key
 from ledgerbase.ledger import merkle, tiles
 from ledgerbase.ledger.checkpoint import open_checkpoint
 from ledgerbase.ledger.note import parse_verifier_key
-from tests.conftest import create_scratch_database, drop_scratch_database, free_port
+from tests.conftest import free_port
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "fixtures" / "ledger"
 
@@ -55,29 +53,19 @@ class Server:
         self.process.wait(timeout=10)
 
 
-@pytest.fixture
-def database_url(dialect: str, tmp_path: Path) -> Iterator[str]:
-    if dialect == "sqlite":
-        yield f"sqlite:///{tmp_path / 'crash.db'}"
-        return
-    url = create_scratch_database("lb_crash")
-    try:
-        yield url
-    finally:
-        drop_scratch_database(url)
-
-
 def _checkpoint(client: httpx.Client) -> tuple[int, bytes]:
     verifier = parse_verifier_key(client.get("/ledger/v1/key").text.strip())
     checkpoint, _ = open_checkpoint(client.get("/ledger/v1/checkpoint").text, [verifier])
     return checkpoint.size, checkpoint.root
 
 
-def test_sigkill_during_a_write_burst_loses_nothing_acknowledged(database_url: str, tmp_path: Path) -> None:
+def test_sigkill_during_a_write_burst_loses_nothing_acknowledged(empty_database_url: str,
+                                                                  tmp_path: Path) -> None:
     import asyncio
 
     from ledgerbase.db.migrate import migrate
 
+    database_url = empty_database_url
     asyncio.run(migrate(database_url, MIGRATIONS))
     secret = secrets.token_urlsafe(32)
     headers = {"apikey": make_api_key(secret, "service_role"),

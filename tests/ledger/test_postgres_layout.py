@@ -147,23 +147,10 @@ def test_a_write_is_on_disk_when_it_is_answered(database_url: str) -> None:
     """The numbered transaction commits without waiting for its flush; the flush transaction the
     write then waits for must cover it (a transaction that only takes an id does not wait)."""
     async def run() -> None:
-        connection = await asyncpg.connect(database_url)
-        try:
-            await connection.execute(_TABLE)
-        finally:
-            await connection.close()
-        await migrate(database_url, None)
-        database = PostgresDatabase(database_url, pool_size=1)
+        database = await _notes_database(database_url, pool_size=1)
         try:
             for note_id in range(10, 30):
-                async def work(tx: Transaction, note_id: int = note_id) -> Any:
-                    await tx.fetch_all("INSERT INTO notes (id, body) VALUES ($1, 'd')", (note_id,))
-                    # the commit record comes after everything written so far
-                    return (await tx.fetch_all("SELECT pg_current_wal_insert_lsn()::text", ()))[0][0]
-
-                written = await database.write(work)
-                flushed = await database.fetch_one("SELECT pg_current_wal_flush_lsn() > $1::text::pg_lsn", (written,))
-                assert flushed == (True,)
+                assert await _on_disk(database, await _write_note(database, note_id))
         finally:
             await database.close()
 
@@ -174,23 +161,10 @@ def test_concurrent_writes_share_flushes_and_each_is_on_disk_when_answered(datab
     """Writes that commit while a flush runs wait for the next one, which serves them all: each is
     on disk when answered, and PostgreSQL runs fewer flush transactions than there are writes."""
     async def run() -> None:
-        connection = await asyncpg.connect(database_url)
-        try:
-            await connection.execute(_TABLE)
-        finally:
-            await connection.close()
-        await migrate(database_url, None)
-        database = PostgresDatabase(database_url, pool_size=8)
+        database = await _notes_database(database_url, pool_size=8)
         try:
             async def write(note_id: int) -> bool:
-                async def work(tx: Transaction) -> Any:
-                    await tx.fetch_all("INSERT INTO notes (id, body) VALUES ($1, 'e')", (note_id,))
-                    return (await tx.fetch_all("SELECT pg_current_wal_insert_lsn()::text", ()))[0][0]
-
-                written = await database.write(work)
-                flushed = await database.fetch_one("SELECT pg_current_wal_flush_lsn() > $1::text::pg_lsn",
-                                                   (written,))
-                return flushed == (True,)
+                return await _on_disk(database, await _write_note(database, note_id))
 
             before = database._flusher.flushes
             answers = await asyncio.gather(*(write(note_id) for note_id in range(100, 164)))
@@ -209,22 +183,14 @@ def test_the_flush_reconnects_when_its_connection_is_lost(database_url: str) -> 
     """A flush whose connection was closed by the server (a restart, an administrator) runs again
     on a new one: the write is answered, on disk."""
     async def run() -> None:
-        connection = await asyncpg.connect(database_url)
-        try:
-            await connection.execute(_TABLE)
-        finally:
-            await connection.close()
-        await migrate(database_url, None)
-        database = PostgresDatabase(database_url, pool_size=1)
+        database = await _notes_database(database_url, pool_size=1)
         try:
             await _write_note(database, 40)
             flusher = database._flusher._connection
             assert flusher is not None
             # from another session, waiting until it is gone
             await _fetch(database_url, f"SELECT pg_terminate_backend({flusher.get_server_pid()}, 5000)")
-            written = await _write_note(database, 41)
-            assert await database.fetch_one("SELECT pg_current_wal_flush_lsn() > $1::text::pg_lsn",
-                                            (written,)) == (True,)
+            assert await _on_disk(database, await _write_note(database, 41))
             assert database._flusher._connection is not flusher
         finally:
             await database.close()
@@ -232,10 +198,28 @@ def test_the_flush_reconnects_when_its_connection_is_lost(database_url: str) -> 
     asyncio.run(run())
 
 
+async def _notes_database(url: str, pool_size: int) -> PostgresDatabase:
+    """The notes table made and captured, and a database to write to it."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(_TABLE)
+    finally:
+        await connection.close()
+    await migrate(url, None)
+    return PostgresDatabase(url, pool_size=pool_size)
+
+
 async def _write_note(database: PostgresDatabase, note_id: int) -> str:
+    """Insert a note; the WAL position its commit record comes after."""
     async def work(tx: Transaction) -> Any:
         await tx.fetch_all("INSERT INTO notes (id, body) VALUES ($1, 'f')", (note_id,))
         return (await tx.fetch_all("SELECT pg_current_wal_insert_lsn()::text", ()))[0][0]
 
     written: str = await database.write(work)
     return written
+
+
+async def _on_disk(database: PostgresDatabase, written: str) -> bool:
+    """Whether the WAL is flushed past ``written`` (so the commit after it is on disk)."""
+    return await database.fetch_one("SELECT pg_current_wal_flush_lsn() > $1::text::pg_lsn",
+                                    (written,)) == (True,)
