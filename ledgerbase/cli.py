@@ -75,12 +75,11 @@ def serve(
         options = {"log_config": None, "access_log": False, "lifespan": "on",
                    "proxy_headers": settings.proxy_headers, **SERVER_OPTIONS}
         try:
-            code = serve_workers(workers, host, port, options, settings.log_level)
+            serve_workers(workers, host, port, options, settings.log_level)
         except OSError as error:
             console.print(f"[red]error:[/red] cannot listen on {host}:{port}: {error.strerror or error}"
                           " (another server there? choose another --port)")
             raise typer.Exit(1) from None
-        raise typer.Exit(code)
     else:
         from ledgerbase.app import app_from_env
 

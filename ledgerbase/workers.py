@@ -82,8 +82,8 @@ class Supervisor:
         log.info("worker_started", pid=process.pid)
         return process
 
-    def run(self) -> int:
-        """Supervise until a signal; the exit status."""
+    def run(self) -> None:
+        """Supervise until SIGINT or SIGTERM."""
         previous = {number: signal.signal(number, lambda *_: self._stop.set())
                     for number in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -99,7 +99,6 @@ class Supervisor:
             self._stop_all()
             for number, handler in previous.items():
                 signal.signal(number, handler)
-        return 0
 
     def _stop_all(self) -> None:
         for process in self._workers:
@@ -114,14 +113,14 @@ class Supervisor:
                 process.join()
 
 
-def serve_workers(count: int, host: str, port: int, options: dict[str, Any], log_level: str) -> int:
-    """Serve with ``count`` worker processes; returns the exit status."""
+def serve_workers(count: int, host: str, port: int, options: dict[str, Any], log_level: str) -> None:
+    """Serve with ``count`` worker processes until SIGINT or SIGTERM."""
     import uvicorn
 
     if not spreads_connections():
         uvicorn.run(APP, factory=True, host=host, port=port, workers=count, **options)
-        return 0
+        return
     # the address is checked here, once (bound, not listening: no connection lands on it), so
     # that a port in use is one clear error rather than every worker dying in turn
     shared_socket(host, port, listen=False).close()
-    return Supervisor(count, host, port, options, log_level).run()
+    Supervisor(count, host, port, options, log_level).run()

@@ -507,7 +507,7 @@ class PostgresDatabase(Database):
                     raise
                 await connection.execute("ROLLBACK" if rollback else "COMMIT")
             if self._flush_after_commit and not rollback:
-                await self._flusher.flush()
+                await self.flush_wal()
             return result
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             raise pg_error(error) from None

@@ -289,7 +289,6 @@ class Writer:
             checkpointer.close()
             connection.close()
 
-
     def _may_group(self, connection: sqlite3.Connection) -> bool:
         """False while the schema has deferred constraints: SQLite checks them at COMMIT, where
         one job's violation would fail its whole group; such jobs commit one at a time."""
@@ -316,8 +315,9 @@ class Writer:
                 outcomes.append((future, None, self._translate(error)))
                 continue
             try:
-                kept.append((future, work(connection), None))
+                result = work(connection)
                 connection.execute("RELEASE lb_write")
+                kept.append((future, result, None))
                 continue
             except RolledBack as rolled_back:
                 outcome: Outcome = (future, rolled_back.result, None)
