@@ -101,8 +101,6 @@ def _take_batch(jobs: queue.SimpleQueue[Item | None]) -> tuple[list[Item], bool]
     return batch, True
 
 
-
-
 class _Delivery:
     """Hands finished work back to the event loop, waking it once for everything finished meanwhile.
 

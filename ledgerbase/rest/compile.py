@@ -60,6 +60,11 @@ class Param:
         raw = values[self.slot] if self.slot is not None else self.const
         return self.convert(raw) if self.convert is not None else raw
 
+    @property
+    def constant(self) -> bool:
+        """Whether ``value`` is ``const`` for every request."""
+        return self.slot is None and self.helper is None and self.convert is None
+
 
 @dataclass(frozen=True, slots=True)
 class Statement:
@@ -72,12 +77,8 @@ class Statement:
     _filled: tuple[tuple[int, Param], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_constants", tuple(
-            param.const if param.slot is None and param.helper is None and param.convert is None
-            else None for param in self.params))
-        object.__setattr__(self, "_filled", tuple(
-            (index, param) for index, param in enumerate(self.params)
-            if param.slot is not None or param.helper is not None or param.convert is not None))
+        object.__setattr__(self, "_constants", tuple(p.const if p.constant else None for p in self.params))
+        object.__setattr__(self, "_filled", tuple((i, p) for i, p in enumerate(self.params) if not p.constant))
 
     def bind(self, values: Sequence[object], context: RequestContext | None = None) -> list[Any]:
         """The parameter list for one request's values (may raise DataError on bad values)."""

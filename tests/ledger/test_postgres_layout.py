@@ -86,6 +86,15 @@ async def _fetch(url: str, sql: str) -> list[tuple[Any, ...]]:
         await connection.close()
 
 
+async def _execute(url: str, sql: str) -> None:
+    """Run ``sql`` (one or more statements) on a connection of its own."""
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
 async def _insert_note(url: str, note_id: int) -> None:
     database = PostgresDatabase(url, pool_size=1)
     try:
@@ -101,11 +110,7 @@ async def _insert_note(url: str, note_id: int) -> None:
                          ids=["commit rows", "commit rows with old rows", "numbered in place"])
 def test_an_earlier_layout_is_converted_keeping_its_numbered_changes(database_url: str, earlier: str) -> None:
     async def run() -> None:
-        connection = await asyncpg.connect(database_url)
-        try:
-            await connection.execute(earlier)
-        finally:
-            await connection.close()
+        await _execute(database_url, earlier)
         await migrate(database_url, None)
         log = await _fetch(database_url, "SELECT seq, txid::text, op, pk::text, salt::text, actor "
                                          "FROM ledgerbase.ledger_log ORDER BY seq")
@@ -200,11 +205,7 @@ def test_the_flush_reconnects_when_its_connection_is_lost(database_url: str) -> 
 
 async def _notes_database(url: str, pool_size: int) -> PostgresDatabase:
     """The notes table made and captured, and a database to write to it."""
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(_TABLE)
-    finally:
-        await connection.close()
+    await _execute(url, _TABLE)
     await migrate(url, None)
     return PostgresDatabase(url, pool_size=pool_size)
 
